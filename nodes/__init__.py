@@ -1,9 +1,12 @@
 """Thin V1 node classes: declare inputs, check and convert ComfyUI values, call foley_core."""
 
-from . import audio_nodes, mux_nodes, video_nodes
+from ..model_loaders import folders
+from . import audio_nodes, generation_nodes, loader_nodes, mux_nodes, video_nodes
+
+folders.register()
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
-for _module in (video_nodes, audio_nodes, mux_nodes):
+for _module in (video_nodes, audio_nodes, loader_nodes, generation_nodes, mux_nodes):
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)

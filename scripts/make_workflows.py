@@ -1,0 +1,95 @@
+"""Write every shipped workflow in both formats: workflows/<name>.json (UI) and
+workflows/api/<name>.json (API). Run after changing a node's widgets:
+    python scripts/make_workflows.py
+The host tests convert each UI file through the live /object_info and compare with its twin."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from harness.workflow_builder import Node, to_api, to_ui  # noqa: E402
+
+DEMO_VIDEO = "foley_demo_flashes.mp4"
+DEMO_AUDIO = "foley_demo_reference.wav"
+# The official files users download (README "Model files"). Tests and the demo run the same
+# workflows on small random stand-ins written in the same formats (harness/model_files.py).
+MODELS = {
+    "network": "mmaudio_large_44k_v2.pth",
+    "clip": "apple_DFN5B-CLIP-ViT-H-14-384_fp16.safetensors",
+    "synchformer": "synchformer_state_dict.pth",
+    "vae": "v1-44.pth",
+    "vocoder": "bigvgan_v2_44khz_128band_512x/bigvgan_generator.pt",
+}
+
+
+def load_video(node_id: int) -> Node:
+    return Node(node_id, "FoleyLoadVideo",
+                widgets={"video": DEMO_VIDEO, "start_time": 0.0, "max_duration": 0.0, "fps": 0.0},
+                outputs=(("video", "FOLEY_VIDEO"), ("preview", "IMAGE"), ("duration", "FLOAT")))
+
+
+def mux(node_id: int, audio_src: int, video_src: int, prefix: str) -> Node:
+    return Node(node_id, "FoleyMux",
+                widgets={"filename_prefix": prefix, "audio_codec": "aac", "mode": "replace",
+                         "offset_ms": 0.0, "original_gain": 1.0, "new_gain": 1.0},
+                links={"audio": (audio_src, 0, "AUDIO"), "video": (video_src, 0, "FOLEY_VIDEO")},
+                outputs=(("path", "STRING"),))
+
+
+def video_to_audio() -> list[Node]:
+    return [
+        load_video(1),
+        Node(2, "FoleyLoadEncoders",
+             widgets={"clip": MODELS["clip"], "synchformer": MODELS["synchformer"], "dtype": "auto"},
+             outputs=(("encoders", "FOLEY_ENCODERS"),)),
+        Node(3, "FoleyVisualEncode",
+             widgets={"prompt": "", "negative_prompt": "music", "mask_video": False},
+             links={"encoders": (2, 0, "FOLEY_ENCODERS"), "video": (1, 0, "FOLEY_VIDEO")},
+             outputs=(("features", "FOLEY_FEATURES"),)),
+        Node(4, "FoleyLoadModel", widgets={"model": MODELS["network"], "dtype": "auto"},
+             outputs=(("model", "FOLEY_MODEL"),)),
+        Node(5, "FoleyLoadCodec",
+             widgets={"vae": MODELS["vae"], "vocoder": MODELS["vocoder"], "dtype": "auto"},
+             outputs=(("codec", "FOLEY_CODEC"),)),
+        Node(6, "FoleyFlowSampler",
+             widgets={"seed": 42, "steps": 25, "cfg": 4.5, "duration": 0.0, "batch_size": 1},
+             links={"model": (4, 0, "FOLEY_MODEL"), "features": (3, 0, "FOLEY_FEATURES"),
+                    "codec": (5, 0, "FOLEY_CODEC")},
+             outputs=(("latent", "LATENT"),)),
+        Node(7, "FoleyVAEDecode", links={"codec": (5, 0, "FOLEY_CODEC"), "latent": (6, 0, "LATENT")},
+             outputs=(("audio", "AUDIO"), ("spectrogram", "IMAGE"))),
+        mux(8, 7, 1, "foley/video_to_audio"),
+        Node(9, "PreviewImage", links={"images": (7, 1, "IMAGE")}),
+    ]
+
+
+def replace_soundtrack() -> list[Node]:
+    return [
+        load_video(1),
+        Node(2, "FoleyLoadAudio",
+             widgets={"audio": DEMO_AUDIO, "start_time": 0.0, "duration": 0.0},
+             outputs=(("audio", "AUDIO"),)),
+        mux(3, 2, 1, "foley/replace_soundtrack"),
+    ]
+
+
+WORKFLOWS = {"video_to_audio": video_to_audio, "replace_soundtrack": replace_soundtrack}
+
+
+def main() -> None:
+    out = REPO / "workflows"
+    (out / "api").mkdir(parents=True, exist_ok=True)
+    for name, build in WORKFLOWS.items():
+        nodes = build()
+        (out / f"{name}.json").write_text(json.dumps(to_ui(nodes), indent=1) + "\n")
+        (out / "api" / f"{name}.json").write_text(json.dumps(to_api(nodes), indent=1) + "\n")
+        print(f"wrote workflows/{name}.json and workflows/api/{name}.json")
+
+
+if __name__ == "__main__":
+    main()

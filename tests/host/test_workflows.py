@@ -1,0 +1,99 @@
+"""Every shipped workflow: its UI file converts to its API twin on the live host, and it runs
+end to end (on small random weights written in the official file formats)."""
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from foley_core.media.synthetic import make_tone, write_flash_video
+from harness.model_files import NAMES, use_small_models, write_small_model_set
+from harness.workflows import ui_to_api
+from media_files import FLASH_FPS, FLASH_FRAMES, N_FLASH_FRAMES, decoded_audio, packets_of, write_float_wav
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+NAMES_ON_DISK = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def demo_inputs(comfy_host):
+    write_small_model_set(comfy_host.models_dir / "mmaudio")
+    write_flash_video(comfy_host.input_dir / "foley_demo_flashes.mp4", fps=FLASH_FPS,
+                      n_frames=N_FLASH_FRAMES, flash_frames=FLASH_FRAMES)
+    write_float_wav(comfy_host.input_dir / "foley_demo_reference.wav", make_tone(44100, 2.0, 220.0), 44100)
+    return comfy_host
+
+
+def api_twin(name):
+    return json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+
+
+def test_every_ui_workflow_has_a_matching_api_twin(comfy_host):
+    assert {"video_to_audio", "replace_soundtrack"} <= set(NAMES_ON_DISK)
+    info = comfy_host.object_info()
+    for name in NAMES_ON_DISK:
+        ui = json.loads((WORKFLOWS / f"{name}.json").read_text())
+        assert ui_to_api(ui, info) == api_twin(name), name
+
+
+def mp4_entry(comfy_host, result, node_id):
+    (entry,) = result.outputs[node_id]["foley_video"]
+    return comfy_host.output_dir / entry["subfolder"] / entry["filename"]
+
+
+def assert_audio_covers_video(path, video_path):
+    assert packets_of(path) == packets_of(video_path)
+    samples, rate, streams = decoded_audio(path)
+    assert streams == 1
+    duration = N_FLASH_FRAMES / float(FLASH_FPS)
+    assert abs(samples.shape[1] / rate - duration) <= 1024 / rate
+    return samples, rate
+
+
+@pytest.mark.parametrize("name", NAMES_ON_DISK)
+def test_workflow_runs_end_to_end(demo_inputs, name):
+    host = demo_inputs
+    result = host.run(use_small_models(api_twin(name)), timeout=600)
+    assert result.status == "success", result.error_message + host.log_tail(3000)
+    mux_id = next(k for k, v in api_twin(name).items() if v["class_type"] == "FoleyMux")
+    samples, rate = assert_audio_covers_video(mp4_entry(host, result, mux_id),
+                                              host.input_dir / "foley_demo_flashes.mp4")
+    assert samples.std() > 1e-4, "the soundtrack must not be silent"
+
+
+def test_new_seed_reuses_the_cached_encoders(demo_inputs):
+    host = demo_inputs
+    prompt = use_small_models(api_twin("video_to_audio"))
+    first = host.run(prompt, timeout=600)
+    assert first.status == "success", first.error_message
+    prompt["6"]["inputs"]["seed"] = 7
+    second = host.run(prompt, timeout=600)
+    assert second.status == "success", second.error_message
+    cached = {n for event, data in second.messages if event == "execution_cached" for n in data["nodes"]}
+    assert {"1", "2", "3", "4", "5"} <= cached, cached
+    assert "6" not in cached
+
+
+def test_fp16_safetensors_network_loads_and_runs(demo_inputs):
+    host = demo_inputs
+    prompt = use_small_models(api_twin("video_to_audio"))
+    prompt["4"]["inputs"]["model"] = NAMES["network_fp16"]
+    result = host.run(prompt, timeout=600)
+    assert result.status == "success", result.error_message
+
+
+@pytest.mark.parametrize("node,field,wrong,needle", [
+    ("4", "model", NAMES["vae"], "flow network"),
+    ("5", "vae", NAMES["network_pth"], "vae"),
+    ("5", "vocoder", NAMES["clip"], "vocoder"),
+    ("2", "synchformer", NAMES["clip"], "synchformer"),
+])
+def test_wrong_file_in_a_loader_slot_is_named(demo_inputs, node, field, wrong, needle):
+    host = demo_inputs
+    prompt = use_small_models(api_twin("video_to_audio"))
+    prompt[node]["inputs"][field] = wrong
+    result = host.run(prompt, timeout=600)
+    assert result.status == "error"
+    message = result.error_message
+    assert needle in message.lower() and Path(wrong).name in message, message

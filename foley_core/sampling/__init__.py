@@ -1,0 +1,1 @@
+"""Sampling: the flow-matching ODE, classifier-free guidance."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import folder_paths
 
 from ..foley_core.errors import MediaError
+from ..foley_core.media.encode import encode_frames
 from ..foley_core.media.mux import CODECS, MODES, container_extension, mux_audio
 from ..foley_core.media.output_paths import safe_output_file
 from . import host
@@ -46,18 +49,20 @@ class FoleyMux:
 
     def mux(self, audio, filename_prefix, audio_codec="aac", mode="replace", offset_ms=0.0,
             original_gain=1.0, new_gain=1.0, video=None, core_video=None):
-        source_path, start_s = self._source(video, core_video)
         if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
             raise MediaError("FoleyMux: `audio` is not an AUDIO value ({waveform, sample_rate}).")
         output_dir = Path(folder_paths.get_output_directory())
-        out_path = safe_output_file(output_dir, filename_prefix, container_extension(audio_codec))
-        try:
-            result = mux_audio(source_path, audio["waveform"], audio["sample_rate"], out_path,
-                               audio_codec=audio_codec, offset_ms=offset_ms, mode=mode,
-                               original_gain=original_gain, new_gain=new_gain, audio_start_s=start_s)
-        except BaseException:
-            _remove_placeholder(out_path)
-            raise
+        with tempfile.TemporaryDirectory(dir=folder_paths.get_temp_directory()) as scratch:
+            source_path, start_s = self._source(video, core_video, Path(scratch))
+            out_path = safe_output_file(output_dir, filename_prefix, container_extension(audio_codec))
+            try:
+                result = mux_audio(source_path, audio["waveform"], audio["sample_rate"], out_path,
+                                   audio_codec=audio_codec, offset_ms=offset_ms, mode=mode,
+                                   original_gain=original_gain, new_gain=new_gain,
+                                   audio_start_s=start_s)
+            except BaseException:
+                _remove_placeholder(out_path)
+                raise
         for note in result.notes:
             print(f"[Foley Imitator] Mux: {note}")
         relative = result.path.resolve().relative_to(output_dir.resolve())
@@ -69,19 +74,25 @@ class FoleyMux:
         return {"ui": {"foley_video": [entry]}, "result": outputs}
 
     @staticmethod
-    def _source(video, core_video) -> tuple[str, float]:
+    def _source(video, core_video, scratch: Path) -> tuple[str, float]:
+        """(file whose video stream is copied, where the audio starts in it). Frames without a
+        file (an IMAGE batch, a core VIDEO built from images) are encoded once into scratch."""
         if core_video is not None:
-            path, _ = host.core_video_source(core_video)
-            if path is None:
-                raise MediaError("FoleyMux: this core VIDEO is not backed by a file; connect the "
-                                 "FOLEY_VIDEO from Foley Load Video instead.")
-            return path, 0.0
+            path, video_object = host.core_video_source(core_video)
+            if path is not None:
+                return path, 0.0
+            components = video_object.get_components()
+            encoded = encode_frames(components.images, Fraction(components.frame_rate),
+                                    scratch / "frames.mp4")
+            return str(encoded), 0.0
         if video is None:
             raise MediaError("FoleyMux: connect a video (Foley Load Video's `video` output).")
-        if getattr(video, "source_path", None) is None:
-            raise MediaError("FoleyMux: this video came from an IMAGE batch and has no file to copy; "
-                             "save the frames as a video first (e.g. with a Save Video node).")
-        return video.source_path, float(video.start_s)
+        if video.source_path is not None:
+            return video.source_path, float(video.start_s)
+        if video.source_frames is None:
+            raise MediaError("FoleyMux: this video has neither a source file nor frames to encode.")
+        encoded = encode_frames(video.source_frames, video.frame_rate, scratch / "frames.mp4")
+        return str(encoded), float(video.start_s)
 
 
 def _remove_placeholder(path: Path) -> None:

@@ -91,6 +91,9 @@ class SampledVideo:
     preview_rate: Fraction
     rotation: int = 0
     source_duration_s: float = field(default=0.0)
+    # The frame batch itself when the source was in memory (no file to copy packets from): the
+    # muxer encodes it. A reference to the caller's tensor, not a copy.
+    source_frames: Optional[torch.Tensor] = field(default=None, repr=False)
 
     @property
     def duration_s(self) -> float:
@@ -356,4 +359,5 @@ def sample_video(
         preview_rate=samplers[-1].stream.fps,
         rotation=rotation,
         source_duration_s=float(total),
+        source_frames=None if path is not None else batch,
     )

@@ -1,6 +1,7 @@
 """Load Video, Inspect Video and Mux through the real host's HTTP API (issue #2 acceptance)."""
 
 import io
+from pathlib import Path
 import json
 import math
 from fractions import Fraction
@@ -92,3 +93,52 @@ def test_mux_copies_video_and_fits_audio_to_its_duration(comfy_host, flash_video
     # The tone (2.5 s) is there, followed by silence up to the video's end.
     assert np.abs(samples[:, : int(2.0 * rate)]).max() > 0.3
     assert np.abs(samples[:, int(2.7 * rate):]).max() < 0.02
+
+
+def test_image_batch_video_is_encoded_and_muxed(comfy_host, flash_video):
+    """Frames from another node (an IMAGE batch + fps) have no file: Mux encodes them once."""
+    write_float_wav(comfy_host.input_dir / "tone_short.wav", make_tone(16000, 1.0, 330.0), 16000)
+    prompt = {
+        "1": {"class_type": "FoleyLoadVideo",
+              "inputs": {"video": flash_video, "start_time": 0.0, "max_duration": 0.0}},
+        "2": {"class_type": "FoleyInspectVideo", "inputs": {"video": ["1", 0], "stream": "clip_8fps"}},
+        "3": {"class_type": "FoleyLoadVideo",
+              "inputs": {"video": flash_video, "start_time": 0.0, "max_duration": 0.0,
+                         "images": ["2", 0], "fps": 8.0}},
+        "4": {"class_type": "FoleyLoadAudio",
+              "inputs": {"audio": "tone_short.wav", "start_time": 0.0, "duration": 0.0}},
+        "5": {"class_type": "FoleyMux",
+              "inputs": {"audio": ["4", 0], "video": ["3", 0], "filename_prefix": "foley/from_images",
+                         "audio_codec": "flac", "mode": "replace", "offset_ms": 0.0,
+                         "original_gain": 1.0, "new_gain": 1.0}},
+    }
+    result = comfy_host.run(prompt, timeout=300)
+    assert result.status == "success", result.error_message
+    (entry,) = result.outputs["5"]["foley_video"]
+    out_path = comfy_host.output_dir / entry["subfolder"] / entry["filename"]
+    n_frames = int(8 * N_FLASH_FRAMES / FLASH_FPS)  # the 8 fps stack of the 3.2 s video
+    assert len(packets_of(out_path)) == n_frames
+    samples, rate, _ = decoded_audio(out_path)
+    assert samples.shape[1] == round(n_frames / 8 * rate)
+    assert not list(Path(comfy_host.temp_dir).rglob("frames.mp4")), "scratch files are removed"
+
+
+def test_interrupt_stops_a_long_prompt_promptly(comfy_host, flash_video):
+    """A huge resampling job (progress reported per frame) stops soon after /interrupt."""
+    import threading
+    import time
+
+    write_flash_video(comfy_host.input_dir / "long.mp4", fps=Fraction(25), n_frames=1500,
+                      size=(640, 480))
+    prompt = {"1": {"class_type": "FoleyLoadVideo",
+                    "inputs": {"video": "long.mp4", "start_time": 0.0, "max_duration": 0.0}},
+              "2": {"class_type": "FoleyInspectVideo", "inputs": {"video": ["1", 0], "stream": "preview"}}}
+    prompt_id = comfy_host.queue(prompt)
+    time.sleep(2.0)
+    interrupted_at = time.monotonic()
+    comfy_host.interrupt()
+    result = comfy_host.wait(prompt_id, timeout=120)
+    stopped_after = time.monotonic() - interrupted_at
+    events = [event for event, _ in result.messages]
+    assert "execution_interrupted" in events, events
+    assert stopped_after < 10.0, stopped_after

@@ -9,6 +9,7 @@ from ..foley_core.errors import CheckpointError
 from ..foley_core.models.bigvgan import load_bigvgan
 from ..foley_core.models.checkpoint_io import read_state_dict, require_kind
 from ..foley_core.models.clip_encoder import ClipEncoder
+from ..foley_core.models.griffin_lim import GriffinLimVocoder
 from ..foley_core.models.mel import MEL_SETTINGS
 from ..foley_core.models.mmaudio import MMAudioNetwork, detect_network_config, load_network_weights
 from ..foley_core.models.mmaudio.sequence import audio_mode_settings
@@ -16,6 +17,9 @@ from ..foley_core.models.synchformer import SynchformerVisualEncoder
 from ..foley_core.models.vae import load_vae
 from . import devices, folders
 from .handles import FoleyCodec, FoleyEncoders, FoleyModel
+
+# The vocoder choice that needs no file (see foley_core/models/griffin_lim.py).
+GRIFFIN_LIM = "(built-in) Griffin-Lim, no weights"
 
 # MMAudio networks whose latent width fixes the audio mode (spec §3.1); other widths are custom
 # nets whose mode comes from the codec they are decoded with.
@@ -82,13 +86,17 @@ def load_codec(vae_name: str, vocoder_name: str, dtype_choice: str = "auto") -> 
         raise CheckpointError(f"VAE: {vae_path.name}: {error}") from None
     config = vae.cfg
     mode = config.mode
+    sample_rate, hop = audio_mode_settings(mode)
+    mel = MEL_SETTINGS[mode]
+    if vocoder_name == GRIFFIN_LIM:
+        vocoder = GriffinLimVocoder(mel)
+        return FoleyCodec(devices.wrap(vae), devices.wrap(vocoder), mode, sample_rate, mel.hop,
+                          config.embed_dim, dtype, (vae_path.name, GRIFFIN_LIM))
     voc_path, voc_sd = _read(vocoder_name, "Vocoder", "vocoder")
     try:
         vocoder = load_bigvgan(voc_sd, _vocoder_config(voc_path), dtype=dtype)
     except (CheckpointError, ValueError, KeyError) as error:
         raise CheckpointError(f"Vocoder: {voc_path.name}: {error}") from None
-    sample_rate, hop = audio_mode_settings(mode)
-    mel = MEL_SETTINGS[mode]
     if vocoder.cfg.num_mels != mel.n_mels:
         raise CheckpointError(
             f"Vocoder: {voc_path.name} expects {vocoder.cfg.num_mels} mel bands but the VAE "

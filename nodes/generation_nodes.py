@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-
-from ..foley_core.decoding import latents_to_mel
+from ..foley_core.decoding import finish_waveform, latents_to_mel, mel_to_waveform
 from ..foley_core.errors import FoleyError
 from ..foley_core.features import encode_visual
 from ..foley_core.generation import GenerationSettings, generate
-from ..foley_core.decoding import decode_latents
 from ..foley_core.models.mmaudio.sequence import audio_mode_settings
 from ..foley_core.previews import latent_image, spectrogram_image, to_comfy_image
 from ..model_loaders import devices
@@ -138,10 +135,7 @@ class FoleyVAEDecode:
         devices.load_to_device(codec.vae, codec.vocoder)
         latents = latent["samples"].transpose(1, 2)  # back to channel-last [B, N, C]
         mel = latents_to_mel(codec.vae.model, latents)
-        from ..foley_core.decoding import mel_to_waveform
-
-        wave = mel_to_waveform(codec.vocoder.model, mel).float()[..., : info["samples"]]
-        wave = torch.nan_to_num(wave, nan=0.0).clamp_(-1.0, 1.0)
+        wave = finish_waveform(mel_to_waveform(codec.vocoder.model, mel), info["samples"])
         audio = {"waveform": wave.to(devices.output_device()), "sample_rate": int(codec.sample_rate)}
         return (audio, to_comfy_image(spectrogram_image(mel[0], height=160, max_width=768)))
 

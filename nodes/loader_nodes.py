@@ -50,11 +50,13 @@ class FoleyLoadCodec:
     RETURN_TYPES = ("FOLEY_CODEC",)
     RETURN_NAMES = ("codec",)
     DESCRIPTION = ("Mel VAE (v1-44 / v1-16) and its vocoder (BigVGAN v2 44 kHz with config.json, or "
-                   "best_netG.pt for 16 kHz) from models/mmaudio.")
+                   "best_netG.pt for 16 kHz) from models/mmaudio, or the built-in Griffin-Lim "
+                   "vocoder (no weights; phasier sound) when no vocoder file is installed.")
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"vae": _files(), "vocoder": _files(),
+        vocoders = [mmaudio_files.GRIFFIN_LIM] + folders.model_files()
+        return {"required": {"vae": _files(), "vocoder": (vocoders,),
                              "dtype": (devices.DTYPE_CHOICES, {"default": "auto"})}}
 
     def load(self, vae, vocoder, dtype="auto"):

@@ -52,7 +52,9 @@ class FoleyMux:
         if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
             raise MediaError("FoleyMux: `audio` is not an AUDIO value ({waveform, sample_rate}).")
         output_dir = Path(folder_paths.get_output_directory())
-        with tempfile.TemporaryDirectory(dir=folder_paths.get_temp_directory()) as scratch:
+        scratch_root = Path(folder_paths.get_temp_directory())
+        scratch_root.mkdir(parents=True, exist_ok=True)  # the host creates it lazily
+        with tempfile.TemporaryDirectory(dir=scratch_root) as scratch:
             source_path, start_s = self._source(video, core_video, Path(scratch))
             out_path = safe_output_file(output_dir, filename_prefix, container_extension(audio_codec))
             try:

@@ -97,3 +97,17 @@ def test_wrong_file_in_a_loader_slot_is_named(demo_inputs, node, field, wrong, n
     assert result.status == "error"
     message = result.error_message
     assert needle in message.lower() and Path(wrong).name in message, message
+
+
+def test_builtin_griffin_lim_vocoder_needs_no_file(demo_inputs):
+    host = demo_inputs
+    info = host.object_info()["FoleyLoadCodec"]["input"]["required"]["vocoder"][0]
+    builtin = [choice for choice in info if choice.startswith("(built-in) Griffin-Lim")]
+    assert builtin, info
+    prompt = use_small_models(api_twin("video_to_audio"))
+    prompt["5"]["inputs"]["vocoder"] = builtin[0]
+    result = host.run(prompt, timeout=600)
+    assert result.status == "success", result.error_message
+    samples, _ = assert_audio_covers_video(mp4_entry(host, result, "8"),
+                                           host.input_dir / "foley_demo_flashes.mp4")
+    assert samples.std() > 1e-4

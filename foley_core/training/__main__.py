@@ -1,0 +1,81 @@
+"""Command line: `python -m foley_core.training {extract,train,export} ...` (see docs/training.md).
+
+Multi-process training: `python -m torch.distributed.run --nproc_per_node N -m foley_core.training train ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m foley_core.training",
+                                     description="Train MMAudio flow networks for Foley Imitator.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ex = sub.add_parser("extract", help="encode a folder of videos into training features")
+    ex.add_argument("--videos", required=True, help="folder of .mp4/.mov/.mkv files with audio")
+    ex.add_argument("--out", required=True, help="feature folder to write")
+    ex.add_argument("--clip", required=True, help="CLIP weights (open_clip names)")
+    ex.add_argument("--synchformer", required=True, help="Synchformer weights")
+    ex.add_argument("--vae", required=True, help="MMAudio VAE weights of the chosen mode")
+    ex.add_argument("--mode", required=True, choices=["16k", "44k"])
+    ex.add_argument("--duration", type=float, default=8.0, help="seconds per clip (longer are cut)")
+    ex.add_argument("--captions", help='JSON file {"video file name": "caption"}')
+    ex.add_argument("--shard-size", type=int, default=64, help="clips per shard file")
+    ex.add_argument("--batch-size", type=int, default=4, help="clips encoded together")
+    ex.add_argument("--device", default="cpu")
+
+    tr = sub.add_parser("train", help="train (plain, or under torchrun for several processes)")
+    tr.add_argument("--features", required=True, help="feature folder from `extract`")
+    tr.add_argument("--config", help="run config JSON (TrainConfig fields); not needed with --resume")
+    tr.add_argument("--out", required=True, help="run folder (config, log.jsonl, checkpoint.pt)")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    tr.add_argument("--stop-at", type=int, help="stop (with a checkpoint) after this step")
+    tr.add_argument("--device", default="auto", help="auto = cuda:LOCAL_RANK if available, else cpu")
+
+    exp = sub.add_parser("export", help="write the network for ComfyUI/models/mmaudio/")
+    exp.add_argument("--run", required=True, help="run folder with checkpoint.pt")
+    exp.add_argument("--out", required=True, help="output .safetensors file")
+    exp.add_argument("--ema", action="store_true", help="export the EMA weights (recommended)")
+    exp.add_argument("--fp16", action="store_true", help="store fp16 (half the size)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "extract":
+        from .extract import extract_features, load_encoders
+
+        captions = json.loads(Path(args.captions).read_text(encoding="utf-8")) if args.captions else {}
+        encoders = load_encoders(args.clip, args.synchformer, args.vae, args.mode, args.device)
+        extract_features(args.videos, args.out, encoders, mode=args.mode, duration_s=args.duration,
+                         captions=captions, shard_size=args.shard_size, batch_size=args.batch_size)
+    elif args.command == "train":
+        from .config import TrainConfig
+        from .loop import train
+
+        config = TrainConfig.load(args.config) if args.config else None
+        summary = train(args.features, config, args.out, resume=args.resume, stop_at=args.stop_at,
+                        device=args.device)
+        if int(summary["world_size"]) == 1 or _is_rank0():
+            print(f"stopped at step {summary['step']}; run folder {args.out}")
+    else:
+        from .export import export_network
+
+        path = export_network(args.run, args.out, use_ema=args.ema, fp16=args.fp16)
+        print(f"wrote {path}")
+    return 0
+
+
+def _is_rank0() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

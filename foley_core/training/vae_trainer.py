@@ -120,7 +120,7 @@ def train_vae(waveforms: Sequence[torch.Tensor], config: VAETrainingConfig, out_
     optimizer = torch.optim.AdamW([p for p in vae.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.steps,
-                                                   pct_start=0.05)
+                                                   pct_start=max(0.05, 3.0 / config.steps))
     history, started = [], time.monotonic()
     evaluation = {"before": reconstruction_error(vae, mels)}
     for step in range(1, config.steps + 1):

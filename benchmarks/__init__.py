@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): run the scripts directly; see docs/benchmarks.md."""

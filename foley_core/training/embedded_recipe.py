@@ -1,0 +1,150 @@
+"""Build the embedded default model set from scratch on the synthetic Foley data (CPU, ~1 hour).
+
+    python -m foley_core.training.embedded_recipe --work /tmp/foley_embedded --out embedded_models
+
+Steps: synthetic training clips → small frozen encoders (small_encoders.py) → a small mel VAE
+(vae_trainer.py) → features (extract) → flow network (train) → export. Every step uses the same
+engine and file formats a user's training does; the result loads through the plugin's loaders.
+The vocoder is the built-in Griffin-Lim (no weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..media.audio import decode_audio_stream
+from ..synthetic_foley import generate_dataset
+from .config import TrainConfig
+from .export import export_network
+from .extract import extract_features, load_encoders
+from .loop import train
+from .small_encoders import small_clip_state_dict, small_synchformer_state_dict
+from .vae_trainer import VAETrainingConfig, train_vae
+
+MODE = "16k"
+FILES = {
+    "network": "foley_embedded_16k.safetensors",
+    "vae": "foley_embedded_vae_16k.safetensors",
+    "clip": "foley_embedded_clip.safetensors",
+    "synchformer": "foley_embedded_synchformer.safetensors",
+}
+NETWORK = {"latent_dim": 20, "hidden_dim": 128, "depth": 4, "fused_depth": 2, "num_heads": 2,
+           "clip_dim": 32, "sync_dim": 64, "text_dim": 32, "v2": True}
+
+
+def caption(meta: dict) -> str:
+    return f"{meta['material']} {meta['scene']}"
+
+
+def log(message: str) -> None:
+    print(f"[embedded {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def build(work: Path, out: Path, *, train_clips: int, duration: float, vae_steps: int,
+          flow_minutes: float, batch_size: int, seed: int) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "train_clips"
+    if not (data / "index.json").exists():
+        log(f"generating {train_clips} synthetic clips of {duration} s")
+        generate_dataset(data, train_clips, seed, duration_s=duration, fps=25, sample_rate=16000, size=128)
+    index = json.loads((data / "index.json").read_text())
+    captions = {f"{c['name']}.mp4": caption(c) for c in index["clips"]}
+    (work / "captions.json").write_text(json.dumps(captions, indent=1))
+
+    encoders_dir = work / "encoders"
+    encoders_dir.mkdir(exist_ok=True)
+    clip_file, sync_file = encoders_dir / FILES["clip"], encoders_dir / FILES["synchformer"]
+    save_file(small_clip_state_dict(seed), str(clip_file))
+    save_file(small_synchformer_state_dict(seed + 1), str(sync_file))
+
+    vae_dir = work / "vae"
+    if not (vae_dir / "vae.pth").exists():
+        log(f"training the VAE for {vae_steps} steps")
+        waves = []
+        for clip in index["clips"]:
+            wave, _ = decode_audio_stream(data / f"{clip['name']}.wav")
+            waves.append(wave.mean(0))
+        train_vae(waves, VAETrainingConfig(mode=MODE, embed_dim=NETWORK["latent_dim"], hidden_dim=16,
+                                           crop_frames=128, batch_size=16, steps=vae_steps,
+                                           seed=seed, log_every=250), vae_dir, log=log)
+    vae_file = vae_dir / "vae.pth"
+
+    features = work / "features"
+    if not (features / "index.json").exists():
+        log("extracting features")
+        encoders = load_encoders(clip_file, sync_file, vae_file, MODE)
+        extract_features(data, features, encoders, mode=MODE, duration_s=duration, captions=captions,
+                         shard_size=128, batch_size=8, report=log)
+
+    run = work / "run"
+    config = TrainConfig(network=NETWORK, mode=MODE, duration_s=duration, batch_size=batch_size,
+                         lr=1e-3, warmup_steps=200, steps=1, ema_decay=0.998, seed=seed,
+                         checkpoint_every=500, log_every=50)
+    steps = _steps_for_budget(features, config, work / "calibration", flow_minutes)
+    config = TrainConfig(**{**asdict(config), "steps": steps})
+    config_file = work / "run.json"
+    config_file.write_text(json.dumps(asdict(config), indent=1))
+    log(f"training the flow network for {steps} steps (~{flow_minutes} min)")
+    train(features, TrainConfig.load(config_file), run, resume=(run / "checkpoint.pt").exists(),
+          device="cpu")
+
+    out.mkdir(parents=True, exist_ok=True)
+    export_network(run, out / FILES["network"], use_ema=True, fp16=True)
+    vae_state = torch.load(vae_file, weights_only=True)
+    save_file({k: (v.half() if k not in ("data_mean", "data_std") else v) for k, v in vae_state.items()},
+              str(out / FILES["vae"]))
+    for name, source in (("clip", clip_file), ("synchformer", sync_file)):
+        from safetensors.torch import load_file
+
+        save_file({k: v.half() for k, v in load_file(str(source)).items()}, str(out / FILES[name]))
+    manifest = {
+        "format": "foley-imitator-embedded/1", "mode": MODE, "files": FILES, "vocoder": "griffin-lim",
+        "trained_on": {"synthetic_clips": train_clips, "duration_s": duration, "seed": seed},
+        "network": NETWORK, "flow_steps": steps, "batch_size": batch_size,
+        "recipe": "python -m foley_core.training.embedded_recipe",
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    log(f"wrote {out}")
+    return manifest
+
+
+def _steps_for_budget(features: Path, config: TrainConfig, scratch: Path, minutes: float) -> int:
+    """Time a few steps on this machine and size the run to the budget."""
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    probe = TrainConfig(**{**asdict(config), "steps": 12, "warmup_steps": 1, "checkpoint_every": 1000})
+    started = time.monotonic()
+    train(features, probe, scratch, device="cpu")
+    per_step = (time.monotonic() - started) / 12
+    shutil.rmtree(scratch, ignore_errors=True)
+    steps = max(200, int(minutes * 60 / per_step))
+    log(f"{per_step:.2f} s per step")
+    return steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--train-clips", type=int, default=480)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--vae-steps", type=int, default=1500)
+    parser.add_argument("--flow-minutes", type=float, default=35.0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    build(Path(args.work), Path(args.out), train_clips=args.train_clips, duration=args.duration,
+          vae_steps=args.vae_steps, flow_minutes=args.flow_minutes, batch_size=args.batch_size,
+          seed=args.seed)
+
+
+if __name__ == "__main__":
+    main()

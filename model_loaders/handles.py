@@ -17,6 +17,7 @@ class FoleyModel:
     mode: Optional[str]  # "16k" / "44k"; None = taken from the codec
     dtype: torch.dtype
     file_name: str
+    notes: str = ""  # e.g. that the embedded model stands in for a file that is not installed
 
     @property
     def network(self):
@@ -34,6 +35,7 @@ class FoleyEncoders:
     synchformer: Any  # ModelPatcher around SynchformerVisualEncoder
     dtype: torch.dtype
     files: tuple[str, str]
+    notes: str = ""
 
 
 @dataclass
@@ -48,3 +50,4 @@ class FoleyCodec:
     latent_dim: int
     dtype: torch.dtype
     files: tuple[str, str]
+    notes: str = ""

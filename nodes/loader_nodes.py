@@ -1,13 +1,24 @@
-"""Loader nodes: the flow network, the encoders (CLIP + Synchformer), the codec (VAE + vocoder)."""
+"""Loader nodes: the flow network, the encoders (CLIP + Synchformer), the codec (VAE + vocoder).
+
+Each lists the files of models/mmaudio plus the embedded set; a name that is not installed
+(say, the official file a shared workflow names) falls back to the embedded model, and the node
+shows which model actually ran.
+"""
 
 from __future__ import annotations
 
-from ..model_loaders import devices, folders, mmaudio_files
+from ..model_loaders import devices, embedded, folders, mmaudio_files
 from . import host
 
 
-def _files():
-    return (folders.model_files(),)
+def _choices(slot_key: str) -> list[str]:
+    return embedded.choices(slot_key) + folders.model_files()
+
+
+def _report(lines: list[str], summary: str) -> dict:
+    text = "\n".join([summary] + [line for line in lines if line])
+    print(f"[Foley Imitator] {text}")
+    return {"text": [text]}
 
 
 class FoleyLoadModel:
@@ -16,16 +27,21 @@ class FoleyLoadModel:
     RETURN_TYPES = ("FOLEY_MODEL",)
     RETURN_NAMES = ("model",)
     DESCRIPTION = ("MMAudio flow network from models/mmaudio (official .pth or fp16 .safetensors); "
-                   "the variant is detected from the weights.")
+                   "the variant is detected from the weights. Falls back to the embedded model.")
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"model": _files(), "dtype": (devices.DTYPE_CHOICES, {"default": "auto"})}}
+        return {"required": {"model": (_choices("network"),),
+                             "dtype": (devices.DTYPE_CHOICES, {"default": "auto"})}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, model):
+        return True  # names that are not installed fall back to the embedded model at run time
 
     def load(self, model, dtype="auto"):
         handle = mmaudio_files.load_flow_model(model, dtype)
-        print(f"[Foley Imitator] flow network: {handle.describe()}, audio mode {handle.mode or 'from codec'}")
-        return (handle,)
+        summary = f"flow network: {handle.describe()}, audio {handle.mode or 'rate from the codec'}"
+        return {"ui": _report([handle.notes], summary), "result": (handle,)}
 
 
 class FoleyLoadEncoders:
@@ -37,11 +53,17 @@ class FoleyLoadEncoders:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"clip": _files(), "synchformer": _files(),
+        return {"required": {"clip": (_choices("clip"),), "synchformer": (_choices("synchformer"),),
                              "dtype": (devices.DTYPE_CHOICES, {"default": "auto"})}}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, clip, synchformer):
+        return True
+
     def load(self, clip, synchformer, dtype="auto"):
-        return (mmaudio_files.load_encoders(clip, synchformer, dtype),)
+        handle = mmaudio_files.load_encoders(clip, synchformer, dtype)
+        summary = f"encoders: {handle.files[0]} + {handle.files[1]}"
+        return {"ui": _report([handle.notes], summary), "result": (handle,)}
 
 
 class FoleyLoadCodec:
@@ -56,11 +78,17 @@ class FoleyLoadCodec:
     @classmethod
     def INPUT_TYPES(cls):
         vocoders = [mmaudio_files.GRIFFIN_LIM] + folders.model_files()
-        return {"required": {"vae": _files(), "vocoder": (vocoders,),
+        return {"required": {"vae": (_choices("vae"),), "vocoder": (vocoders,),
                              "dtype": (devices.DTYPE_CHOICES, {"default": "auto"})}}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, vae, vocoder):
+        return True
+
     def load(self, vae, vocoder, dtype="auto"):
-        return (mmaudio_files.load_codec(vae, vocoder, dtype),)
+        handle = mmaudio_files.load_codec(vae, vocoder, dtype)
+        summary = f"codec: {handle.files[0]} + {handle.files[1]} ({handle.mode}, {handle.sample_rate} Hz)"
+        return {"ui": _report([handle.notes], summary), "result": (handle,)}
 
 
 NODE_CLASS_MAPPINGS = {

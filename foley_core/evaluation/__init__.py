@@ -1,0 +1,1 @@
+"""Benchmarks with ground truth: the synthetic Foley benchmark (`python -m foley_core.evaluation`)."""

@@ -85,7 +85,8 @@ class ComfyHost:
         self.pid_path = self.work_dir / "server.pid"
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def _prepare_folders(self) -> Path:
+    def prepare_folders(self) -> Path:
+        """Create the private folders and the plugin link; returns the extra_model_paths.yaml."""
         for folder in (self.input_dir, self.output_dir, self.temp_dir, self.models_dir / "mmaudio"):
             folder.mkdir(parents=True, exist_ok=True)
         nodes_dir = self.work_dir / "custom_nodes"
@@ -104,7 +105,7 @@ class ComfyHost:
         return config
 
     def start(self, timeout: float = 180.0) -> "ComfyHost":
-        config = self._prepare_folders()
+        config = self.prepare_folders()
         self.port = free_port()
         command = [
             self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),

@@ -29,7 +29,7 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(args.out).resolve()
     host = ComfyHost(Path(args.comfy_dir), work)
-    host._prepare_folders()
+    host.prepare_folders()
     write_small_model_set(host.models_dir / "mmaudio")
     write_flash_video(host.input_dir / "foley_demo_flashes.mp4", n_frames=240,
                       flash_frames=range(12, 240, 30), size=(320, 240))

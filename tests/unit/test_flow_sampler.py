@@ -24,15 +24,6 @@ CASES = {  # name: (steps, cfg strength, negative text, video)
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny nets: OpenMP threads only add contention (seconds per call on a busy 2-core box)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str) -> None:
     assert actual.shape == expected.shape, f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     err = (actual - expected).abs().max().item()

@@ -18,15 +18,6 @@ ATOL = RTOL = 1e-4  # README: single forward passes
 LAYOUTS = ["v1", "v2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny nets: OpenMP threads only add contention (seconds per call on a busy 2-core box)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str, atol: float = ATOL) -> None:
     assert actual.shape == expected.shape, f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     err = (actual.float() - expected).abs().max().item()

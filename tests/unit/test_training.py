@@ -43,14 +43,6 @@ STEPS = 24
 STOP = 11  # odd: the interruption falls inside an epoch (2 batches per epoch per rank)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def run_config(**overrides) -> TrainConfig:
     values = dict(network=NETWORK, mode=MODE, duration_s=DURATION, batch_size=2, lr=3e-3,
                   lr_schedule="constant", warmup_steps=2, steps=STEPS, grad_clip=5.0, ema_decay=0.9,

@@ -39,15 +39,6 @@ VFR_TIMES = [0, 0.04, 0.05, 0.12, 0.3, 0.31, 0.32, 0.7, 1.0]
 VFR_LAST = 0.1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Per-frame resizes are tiny here; on a busy 2-core runner extra threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
     folder = tmp_path_factory.mktemp("video")

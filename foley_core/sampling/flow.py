@@ -13,6 +13,10 @@ import torch
 
 # callback(step_index, total_steps, x_current, x1_estimate); it may raise to abort sampling.
 StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
+# state_hook(k, t_k, x) -> x: rewrites the state at grid time t_k before the velocity is evaluated
+# there (k = 0 ... steps - 1) and once more on the final state (k = steps, t = 1). Used for
+# inpainting-style constraints such as latent prompting (sampling/latent_prompt.py).
+StateHook = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
 DEFAULT_STEPS = 25
 DEFAULT_CFG_STRENGTH = 4.5
@@ -75,20 +79,25 @@ class GuidedVelocity:
 @torch.no_grad()
 def sample_euler(net: FlowNetwork, x0: torch.Tensor, conditions, uncond_conditions=None, *,
                  steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG_STRENGTH,
-                 callback: StepCallback | None = None) -> torch.Tensor:
+                 callback: StepCallback | None = None,
+                 state_hook: StateHook | None = None) -> torch.Tensor:
     """Integrate from noise x0 (t=0) to data (t=1); returns the final *normalised* latent.
 
     After each step, `callback(k, steps, x, x1_estimate)` gets the new state and the clean-latent
     estimate x_k + (1 - t_k) * v_k (for previews); raising from it aborts sampling.
+    `state_hook` (see StateHook) is applied before every velocity evaluation and to the final
+    state, so the callback already sees the rewritten state; None = plain sampling.
     """
     velocity = GuidedVelocity(net, conditions, uncond_conditions, cfg_strength, x0.shape[0])
     grid = time_grid(steps)
-    x = x0
+    x = x0 if state_hook is None else state_hook(0, grid[0], x0)
     for k in range(steps):
         t, dt = grid[k], grid[k + 1] - grid[k]
         v = velocity(x, t)
         x1_estimate = x + (1.0 - t) * v if callback is not None else None
         x = x + dt * v
+        if state_hook is not None:
+            x = state_hook(k + 1, grid[k + 1], x)
         if callback is not None:
             callback(k, steps, x, x1_estimate)
     return x
@@ -99,15 +108,16 @@ def generate_latents(net: FlowNetwork, x0: torch.Tensor, clip_f: torch.Tensor | 
                      sync_f: torch.Tensor | None, text_f: torch.Tensor | None, *,
                      negative_text_f: torch.Tensor | None = None, steps: int = DEFAULT_STEPS,
                      cfg_strength: float = DEFAULT_CFG_STRENGTH, callback: StepCallback | None = None,
-                     normalized: bool = False) -> torch.Tensor:
+                     normalized: bool = False, state_hook: StateHook | None = None) -> torch.Tensor:
     """Full sampling run from raw features. None clip/sync (text-only) or text use the empty features.
 
     The unconditional branch uses empty clip/sync and `negative_text_f` (or `empty_string_feat`).
     Returns the latent un-normalised with the net's statistics, or the sampler state if
-    `normalized`.
+    `normalized`. `state_hook` is passed on to `sample_euler`.
     """
     batch = x0.shape[0]
     conditions = net.preprocess_conditions(clip_f, sync_f, text_f).expand(batch)
     uncond = net.empty_conditions(batch, negative_text_f) if uses_guidance(cfg_strength) else None
-    x1 = sample_euler(net, x0, conditions, uncond, steps=steps, cfg_strength=cfg_strength, callback=callback)
+    x1 = sample_euler(net, x0, conditions, uncond, steps=steps, cfg_strength=cfg_strength, callback=callback,
+                      state_hook=state_hook)
     return x1 if normalized else net.unnormalize(x1)

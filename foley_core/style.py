@@ -51,6 +51,20 @@ class ReferenceStyle:
         return tuple(parts)
 
 
+    def describe(self) -> str:
+        """One line for the node's display: what is active and what is not."""
+        missing = [name for name, value in (("timbre (BEATs)", self.timbre_embedding),
+                                            ("tempo (style conditioner)", self.tempo_embedding))
+                   if value is None]
+        text = (f"reference {self.prompt_seconds:.2f} s from {self.offset_s:.2f} s "
+                f"({self.source_sample_rate} Hz source, {self.mode}): active {', '.join(self.active_parts)}")
+        if self.padded_s > 0:
+            text += f"; {self.padded_s:.2f} s of silence padded (recording too short)"
+        if missing:
+            text += f"; not loaded: {', '.join(missing)}"
+        return text
+
+
 def prompt_latent_length(prompt_s: float, mode: str) -> int:
     """Latents covering `prompt_s` seconds: ceil(prompt_s · sr / hop / 2), as for any duration."""
     sample_rate, hop = audio_mode_settings(mode)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 from ..foley_core.decoding import finish_waveform, latents_to_mel, mel_to_waveform
 from ..foley_core.errors import FoleyError
 from ..foley_core.features import encode_visual
 from ..foley_core.generation import GenerationSettings, generate
+from ..foley_core.long_generation import decode_long, generate_long, plan_long_generation
+from ..foley_core.style import encode_reference
 from ..foley_core.models.mmaudio.sequence import audio_mode_settings
 from ..foley_core.previews import latent_image, spectrogram_image, to_comfy_image
 from ..model_loaders import devices
@@ -71,10 +75,19 @@ class FoleyFlowSampler:
             },
             "optional": {
                 "codec": ("FOLEY_CODEC", {"tooltip": "For spectrogram previews (and custom nets' audio rate)."}),
+                "style": ("FOLEY_STYLE", {"tooltip": "A reference from Foley Style Encode: the sound "
+                                                     "continues it (latent prompting)."}),
+                "window_seconds": ("FLOAT", {"default": 8.0, "min": 2.0, "max": 30.0, "step": 0.5,
+                                             "tooltip": "Backbone window (MMAudio was trained on 8 s). "
+                                                        "Longer videos are generated in windows that "
+                                                        "continue each other."}),
+                "overlap_seconds": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 4.0, "step": 0.1,
+                                              "tooltip": "How much of the previous window prompts the next."}),
             },
         }
 
-    def sample(self, model, features, seed, steps, cfg, duration, batch_size, codec=None):
+    def sample(self, model, features, seed, steps, cfg, duration, batch_size, codec=None, style=None,
+               window_seconds=8.0, overlap_seconds=1.0):
         mode = model.mode or (codec.mode if codec is not None else None)
         if mode is None:
             raise FoleyError("This flow network's audio rate cannot be told from its weights; "
@@ -83,25 +96,44 @@ class FoleyFlowSampler:
             raise FoleyError(
                 f"The codec's VAE ({codec.files[0]}) has {codec.latent_dim} latent channels but the "
                 f"flow network has {model.network.config.latent_dim}; use matching files.")
+        if style is not None and style.mode != mode:
+            raise FoleyError(f"The reference was encoded for {style.mode} audio but the model makes "
+                             f"{mode}; encode it with this model's codec.")
         device = devices.load_to_device(model.patcher, codec.vae if codec is not None else None)
-        report = host.progress_reporter(steps)
         network = model.network
+        settings = GenerationSettings(seed, steps, cfg, duration, batch_size)
+        total_s = duration if duration and duration > 0 else features.duration_s
+        # One window, no reference: plain MMAudio sampling. Otherwise windows that prompt each other.
+        windowed = style is not None or total_s > window_seconds + 1e-9
+        n_windows = 1
+        if windowed:
+            n_windows = len(plan_long_generation(
+                total_s, mode, window_s=window_seconds, overlap_s=overlap_seconds,
+                reference_len=0 if style is None else style.prompt_length).windows)
+        report = host.progress_reporter(steps * n_windows)
+        steps_done = itertools.count(1)
 
         def on_step(k, total, x, x1_estimate):
-            report(k + 1, total, self._preview(network, codec, x1_estimate))
+            report(next(steps_done), steps * n_windows, self._preview(network, codec, x1_estimate))
 
-        settings = GenerationSettings(seed, steps, cfg, duration, batch_size)
-        latents, lengths = generate(network, features, mode, settings, device=device, callback=on_step)
+        plan = None
+        if windowed:
+            latents, plan = generate_long(network, features, mode, settings, window_s=window_seconds,
+                                          overlap_s=overlap_seconds, reference=style, device=device,
+                                          callback=on_step)
+        else:
+            latents, lengths = generate(network, features, mode, settings, device=device, callback=on_step)
+            total_s = lengths.duration_s
         sample_rate, hop = audio_mode_settings(mode)
-        latent = {
-            "samples": latents.transpose(1, 2).to(devices.output_device()),  # [B, C, N]
-            "type": "audio",
-            LATENT_KEY: {
-                "duration_s": lengths.duration_s, "sample_rate": sample_rate, "mode": mode,
-                "samples": int(round(lengths.duration_s * sample_rate)), "hop": hop,
-                "seed": int(seed), "variant": model.variant,
-            },
+        info = {
+            "duration_s": float(total_s), "sample_rate": sample_rate, "mode": mode,
+            "samples": int(round(total_s * sample_rate)), "hop": hop, "seed": int(seed),
+            "variant": model.variant, "windows": n_windows,
+            "reference": None if style is None else style.describe(),
+            "plan": plan,  # decode_long needs the window layout to crossfade the seams
         }
+        latent = {"samples": latents.transpose(1, 2).to(devices.output_device()),  # [B, C, N]
+                  "type": "audio", LATENT_KEY: info}
         return (latent,)
 
     @staticmethod
@@ -112,6 +144,38 @@ class FoleyFlowSampler:
         else:
             image = latent_image(first[0])
         return ("JPEG", image, 512)
+
+
+class FoleyStyleEncode:
+    CATEGORY = host.CATEGORY
+    FUNCTION = "encode"
+    RETURN_TYPES = ("FOLEY_STYLE", "STRING")
+    RETURN_NAMES = ("style", "info")
+    DESCRIPTION = ("Timbre/Tempo Encode: a reference recording → its prompt latent (the sampler "
+                   "continues it) and acoustic vector. Any sample rate, channel count and length.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "codec": ("FOLEY_CODEC",),
+                "audio": ("AUDIO",),
+                "offset_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 3600.0, "step": 0.01,
+                                             "tooltip": "Where the reference segment starts."}),
+                "prompt_seconds": ("FLOAT", {"default": 3.0, "min": 0.25, "max": 6.0, "step": 0.05,
+                                             "tooltip": "Length of the reference segment (AudioIM: 3 s)."}),
+            }
+        }
+
+    def encode(self, codec, audio, offset_seconds=0.0, prompt_seconds=3.0):
+        if not isinstance(audio, dict) or "waveform" not in audio:
+            raise FoleyError("Foley Style Encode: `audio` is not an AUDIO value.")
+        devices.load_to_device(codec.vae)
+        style = encode_reference(codec.vae.model, audio["waveform"], int(audio["sample_rate"]), codec.mode,
+                                 offset_s=offset_seconds, prompt_s=prompt_seconds)
+        info = style.describe()
+        print(f"[Foley Imitator] style: {info}")
+        return {"ui": {"text": [info]}, "result": (style, info)}
 
 
 class FoleyVAEDecode:
@@ -134,8 +198,12 @@ class FoleyVAEDecode:
                              "load the matching VAE and vocoder.")
         devices.load_to_device(codec.vae, codec.vocoder)
         latents = latent["samples"].transpose(1, 2)  # back to channel-last [B, N, C]
-        mel = latents_to_mel(codec.vae.model, latents)
-        wave = finish_waveform(mel_to_waveform(codec.vocoder.model, mel), info["samples"])
+        mel = latents_to_mel(codec.vae.model, latents[:1])
+        if info.get("plan") is not None:
+            wave = decode_long(codec.vae.model, codec.vocoder.model, latents, info["plan"])
+        else:
+            wave = finish_waveform(mel_to_waveform(codec.vocoder.model, latents_to_mel(codec.vae.model, latents)),
+                                   info["samples"])
         audio = {"waveform": wave.to(devices.output_device()), "sample_rate": int(codec.sample_rate)}
         return (audio, to_comfy_image(spectrogram_image(mel[0], height=160, max_width=768)))
 
@@ -143,10 +211,12 @@ class FoleyVAEDecode:
 NODE_CLASS_MAPPINGS = {
     "FoleyVisualEncode": FoleyVisualEncode,
     "FoleyFlowSampler": FoleyFlowSampler,
+    "FoleyStyleEncode": FoleyStyleEncode,
     "FoleyVAEDecode": FoleyVAEDecode,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "FoleyVisualEncode": "Foley Visual Encode (CLIP + Synchformer + prompt)",
     "FoleyFlowSampler": "Foley Flow Sampler",
+    "FoleyStyleEncode": "Foley Style Encode (reference timbre/tempo)",
     "FoleyVAEDecode": "Foley VAE Decode (→ AUDIO)",
 }

@@ -78,7 +78,42 @@ def replace_soundtrack() -> list[Node]:
     ]
 
 
-WORKFLOWS = {"video_to_audio": video_to_audio, "replace_soundtrack": replace_soundtrack}
+def reference_foley() -> list[Node]:
+    """Video + a reference recording: the sound continues the reference (latent prompting)."""
+    return [
+        load_video(1),
+        Node(2, "FoleyLoadAudio", widgets={"audio": DEMO_AUDIO, "start_time": 0.0, "duration": 0.0},
+             outputs=(("audio", "AUDIO"),), title="Reference recording"),
+        Node(3, "FoleyLoadEncoders",
+             widgets={"clip": MODELS["clip"], "synchformer": MODELS["synchformer"], "dtype": "auto"},
+             outputs=(("encoders", "FOLEY_ENCODERS"),)),
+        Node(4, "FoleyVisualEncode",
+             widgets={"prompt": "", "negative_prompt": "music", "mask_video": False},
+             links={"encoders": (3, 0, "FOLEY_ENCODERS"), "video": (1, 0, "FOLEY_VIDEO")},
+             outputs=(("features", "FOLEY_FEATURES"),)),
+        Node(5, "FoleyLoadModel", widgets={"model": MODELS["network"], "dtype": "auto"},
+             outputs=(("model", "FOLEY_MODEL"),)),
+        Node(6, "FoleyLoadCodec",
+             widgets={"vae": MODELS["vae"], "vocoder": MODELS["vocoder"], "dtype": "auto"},
+             outputs=(("codec", "FOLEY_CODEC"),)),
+        Node(7, "FoleyStyleEncode", widgets={"offset_seconds": 0.0, "prompt_seconds": 3.0},
+             links={"codec": (6, 0, "FOLEY_CODEC"), "audio": (2, 0, "AUDIO")},
+             outputs=(("style", "FOLEY_STYLE"), ("info", "STRING"))),
+        Node(8, "FoleyFlowSampler",
+             widgets={"seed": 42, "steps": 25, "cfg": 4.5, "duration": 0.0, "batch_size": 1,
+                      "window_seconds": 8.0, "overlap_seconds": 1.0},
+             links={"model": (5, 0, "FOLEY_MODEL"), "features": (4, 0, "FOLEY_FEATURES"),
+                    "codec": (6, 0, "FOLEY_CODEC"), "style": (7, 0, "FOLEY_STYLE")},
+             outputs=(("latent", "LATENT"),)),
+        Node(9, "FoleyVAEDecode", links={"codec": (6, 0, "FOLEY_CODEC"), "latent": (8, 0, "LATENT")},
+             outputs=(("audio", "AUDIO"), ("spectrogram", "IMAGE"))),
+        mux(10, 9, 1, "foley/reference_foley"),
+        Node(11, "PreviewImage", links={"images": (9, 1, "IMAGE")}),
+    ]
+
+
+WORKFLOWS = {"video_to_audio": video_to_audio, "replace_soundtrack": replace_soundtrack,
+             "reference_foley": reference_foley}
 
 
 def main() -> None:

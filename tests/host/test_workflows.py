@@ -111,3 +111,19 @@ def test_builtin_griffin_lim_vocoder_needs_no_file(demo_inputs):
     samples, _ = assert_audio_covers_video(mp4_entry(host, result, "8"),
                                            host.input_dir / "foley_demo_flashes.mp4")
     assert samples.std() > 1e-4
+
+
+def test_long_video_generates_in_windows_and_covers_it_exactly(demo_inputs):
+    host = demo_inputs
+    write_flash_video(host.input_dir / "long_20s.mp4", fps=Fraction(25), n_frames=500,
+                      flash_frames=range(10, 500, 37), size=(96, 64))
+    prompt = use_small_models(api_twin("video_to_audio"))
+    prompt["1"]["inputs"]["video"] = "long_20s.mp4"
+    prompt["6"]["inputs"].update({"steps": 3, "window_seconds": 8.0, "overlap_seconds": 1.0})
+    result = host.run(prompt, timeout=900)
+    assert result.status == "success", result.error_message
+    path = mp4_entry(host, result, "8")
+    assert packets_of(path) == packets_of(host.input_dir / "long_20s.mp4")
+    samples, rate, _ = decoded_audio(path)
+    assert abs(samples.shape[1] / rate - 20.0) <= 1024 / rate
+    assert samples.std() > 1e-4

@@ -62,6 +62,9 @@ class ReferenceStyle:
             text += f"; {self.padded_s:.2f} s of silence padded (recording too short)"
         if missing:
             text += f"; not loaded: {', '.join(missing)}"
+        if len(missing) < 2:
+            text += ("; the timbre/tempo embeddings are computed but steer generation only once a "
+                     "trained style adapter is loaded (none is available yet)")
         return text
 
 
@@ -118,3 +121,23 @@ def encode_reference(vae, waveform, sample_rate: int, mode: str, *, offset_s: fl
     return ReferenceStyle(
         prompt_latent=latent, acoustic_vector=latent.mean(dim=1), prompt_seconds=float(prompt_s), mode=mode,
         source_sample_rate=int(sample_rate), offset_s=float(offset_s), padded_s=padded_s)
+
+
+@torch.no_grad()
+def add_style_embeddings(style: ReferenceStyle, waveform, sample_rate: int, *, timbre_encoder=None,
+                         tempo_conditioner=None, mert=None) -> ReferenceStyle:
+    """Fill in AudioIM's timbre (BEATs, clip mean of its features) and tempo (style-conditioner
+    tokens, averaged over valid positions) embeddings for the same reference segment, for the
+    encoders that are loaded; the others stay None and `describe()` says so."""
+    segment, _ = _reference_segment(waveform, sample_rate, style.offset_s, style.prompt_seconds)
+    mono = segment.mean(dim=0, keepdim=True)
+    if timbre_encoder is not None:
+        style.timbre_embedding = timbre_encoder.timbre_embedding(mono, sample_rate).float().cpu()
+    if tempo_conditioner is not None:
+        if mert is None:
+            raise FoleyError("The tempo encoder needs MERT-v1-95M (its frozen audio features); load "
+                             "it too, or leave the tempo encoder out.")
+        embeds, mask = tempo_conditioner.tempo_embedding(mono, sample_rate, mert)
+        weights = mask.float().unsqueeze(-1)
+        style.tempo_embedding = ((embeds * weights).sum(1) / weights.sum(1).clamp_min(1.0)).float().cpu()
+    return style

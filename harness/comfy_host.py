@@ -87,7 +87,8 @@ class ComfyHost:
     # -- lifecycle ---------------------------------------------------------------------------
     def prepare_folders(self) -> Path:
         """Create the private folders and the plugin link; returns the extra_model_paths.yaml."""
-        for folder in (self.input_dir, self.output_dir, self.temp_dir, self.models_dir / "mmaudio"):
+        for folder in (self.input_dir, self.output_dir, self.temp_dir, self.models_dir / "mmaudio",
+                       self.models_dir / "foley_style"):
             folder.mkdir(parents=True, exist_ok=True)
         nodes_dir = self.work_dir / "custom_nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
@@ -101,6 +102,7 @@ class ComfyHost:
             f"  base_path: {json.dumps(str(self.work_dir))}\n"
             "  custom_nodes: custom_nodes\n"
             "  mmaudio: models/mmaudio\n"
+            "  foley_style: models/foley_style\n"
         )
         return config
 

@@ -1,4 +1,5 @@
-"""The `models/mmaudio` folder: registered with the host, listed, and resolved safely."""
+"""Model folders (`models/mmaudio`, `models/foley_style`): registered with the host, listed, and
+resolved safely."""
 
 from __future__ import annotations
 
@@ -9,16 +10,22 @@ import folder_paths
 
 from ..foley_core.errors import CheckpointError
 
-FOLDER = "mmaudio"
+FOLDER = "mmaudio"  # the MMAudio backbone: networks, VAEs, vocoders, CLIP, Synchformer
+STYLE_FOLDER = "foley_style"  # reference-audio encoders: BEATs, the style conditioner, MERT
 EXTENSIONS = {".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".sft"}
 
 
 def register() -> None:
-    """Add models/mmaudio (keeping any paths the user set in extra_model_paths.yaml)."""
-    default = os.path.join(folder_paths.models_dir, FOLDER)
-    entry = folder_paths.folder_names_and_paths.get(FOLDER)
+    for folder in (FOLDER, STYLE_FOLDER):
+        _register(folder)
+
+
+def _register(folder: str) -> None:
+    """Add models/<folder> (keeping any paths the user set in extra_model_paths.yaml)."""
+    default = os.path.join(folder_paths.models_dir, folder)
+    entry = folder_paths.folder_names_and_paths.get(folder)
     if entry is None:
-        folder_paths.folder_names_and_paths[FOLDER] = ([default], set(EXTENSIONS))
+        folder_paths.folder_names_and_paths[folder] = ([default], set(EXTENSIONS))
         return
     paths, extensions = entry
     if default not in paths:
@@ -26,25 +33,25 @@ def register() -> None:
     if isinstance(extensions, set):
         extensions.update(EXTENSIONS)
     else:  # some hosts keep a list; replace the entry with a set that accepts our formats
-        folder_paths.folder_names_and_paths[FOLDER] = (paths, set(extensions) | EXTENSIONS)
+        folder_paths.folder_names_and_paths[folder] = (paths, set(extensions) | EXTENSIONS)
 
 
-def model_files(*, exclude_suffixes: tuple[str, ...] = (".json",)) -> list[str]:
-    names = folder_paths.get_filename_list(FOLDER)
+def model_files(folder: str = FOLDER, *, exclude_suffixes: tuple[str, ...] = (".json",)) -> list[str]:
+    names = folder_paths.get_filename_list(folder)
     return sorted(n for n in names if not n.lower().endswith(exclude_suffixes))
 
 
-def resolve(name: str, slot: str) -> Path:
+def resolve(name: str, slot: str, folder: str = FOLDER) -> Path:
     """The full path of a file picked in a loader combo. Only listed files are accepted, so a
     crafted name sent through the API cannot reach files outside the models folders."""
     if not isinstance(name, str) or not name:
         raise CheckpointError(f"{slot}: no model file selected. Put the file into "
-                              f"ComfyUI/models/{FOLDER}/ and pick it.")
-    if name not in folder_paths.get_filename_list(FOLDER):
+                              f"ComfyUI/models/{folder}/ and pick it.")
+    if name not in folder_paths.get_filename_list(folder):
         raise CheckpointError(
-            f"{slot}: {name!r} is not a file in the models/{FOLDER} folders "
-            f"({', '.join(folder_paths.get_folder_paths(FOLDER))}). Put it there and refresh.")
-    path = folder_paths.get_full_path(FOLDER, name)
+            f"{slot}: {name!r} is not a file in the models/{folder} folders "
+            f"({', '.join(folder_paths.get_folder_paths(folder))}). Put it there and refresh.")
+    path = folder_paths.get_full_path(folder, name)
     if path is None:
         raise CheckpointError(f"{slot}: {name!r} could not be found.")
     return Path(path)

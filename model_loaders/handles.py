@@ -18,6 +18,7 @@ class FoleyModel:
     dtype: torch.dtype
     file_name: str
     notes: str = ""  # e.g. that the embedded model stands in for a file that is not installed
+    window_s: float = 8.0  # the clip length the network was trained on (its natural window)
 
     @property
     def network(self):
@@ -51,3 +52,14 @@ class FoleyCodec:
     dtype: torch.dtype
     files: tuple[str, str]
     notes: str = ""
+
+
+@dataclass
+class FoleyStyleEncoders:
+    """FOLEY_STYLE_ENCODERS: AudioIM's timbre (BEATs) and tempo (style conditioner + MERT)
+    encoders; any of them may be absent."""
+
+    timbre: Any = None  # ModelPatcher around BEATsEncoder
+    tempo: Any = None  # ModelPatcher around StyleConditioner
+    mert: Any = None  # ModelPatcher around MERT (HubertModel)
+    files: tuple[str, ...] = ()

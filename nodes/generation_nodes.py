@@ -9,7 +9,7 @@ from ..foley_core.errors import FoleyError
 from ..foley_core.features import encode_visual
 from ..foley_core.generation import GenerationSettings, generate
 from ..foley_core.long_generation import decode_long, generate_long, plan_long_generation
-from ..foley_core.style import encode_reference
+from ..foley_core.style import add_style_embeddings, encode_reference
 from ..foley_core.models.mmaudio.sequence import audio_mode_settings
 from ..foley_core.previews import latent_image, spectrogram_image, to_comfy_image
 from ..model_loaders import devices
@@ -77,17 +77,18 @@ class FoleyFlowSampler:
                 "codec": ("FOLEY_CODEC", {"tooltip": "For spectrogram previews (and custom nets' audio rate)."}),
                 "style": ("FOLEY_STYLE", {"tooltip": "A reference from Foley Style Encode: the sound "
                                                      "continues it (latent prompting)."}),
-                "window_seconds": ("FLOAT", {"default": 8.0, "min": 2.0, "max": 30.0, "step": 0.5,
-                                             "tooltip": "Backbone window (MMAudio was trained on 8 s). "
-                                                        "Longer videos are generated in windows that "
-                                                        "continue each other."}),
+                "window_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 30.0, "step": 0.5,
+                                             "tooltip": "Backbone window; 0 = the length the network was "
+                                                        "trained on (8 s for MMAudio). Longer videos are "
+                                                        "generated in windows that continue each other."}),
                 "overlap_seconds": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 4.0, "step": 0.1,
                                               "tooltip": "How much of the previous window prompts the next."}),
             },
         }
 
     def sample(self, model, features, seed, steps, cfg, duration, batch_size, codec=None, style=None,
-               window_seconds=8.0, overlap_seconds=1.0):
+               window_seconds=0.0, overlap_seconds=1.0):
+        window_seconds = window_seconds if window_seconds and window_seconds > 0 else model.window_s
         mode = model.mode or (codec.mode if codec is not None else None)
         if mode is None:
             raise FoleyError("This flow network's audio rate cannot be told from its weights; "
@@ -164,15 +165,27 @@ class FoleyStyleEncode:
                                              "tooltip": "Where the reference segment starts."}),
                 "prompt_seconds": ("FLOAT", {"default": 3.0, "min": 0.25, "max": 6.0, "step": 0.05,
                                              "tooltip": "Length of the reference segment (AudioIM: 3 s)."}),
-            }
+            },
+            "optional": {
+                "style_encoders": ("FOLEY_STYLE_ENCODERS", {"tooltip": "BEATs timbre / tempo encoders."}),
+            },
         }
 
-    def encode(self, codec, audio, offset_seconds=0.0, prompt_seconds=3.0):
+    def encode(self, codec, audio, offset_seconds=0.0, prompt_seconds=3.0, style_encoders=None):
         if not isinstance(audio, dict) or "waveform" not in audio:
             raise FoleyError("Foley Style Encode: `audio` is not an AUDIO value.")
         devices.load_to_device(codec.vae)
         style = encode_reference(codec.vae.model, audio["waveform"], int(audio["sample_rate"]), codec.mode,
                                  offset_s=offset_seconds, prompt_s=prompt_seconds)
+        if style_encoders is not None:
+            loaded = [p for p in (style_encoders.timbre, style_encoders.tempo, style_encoders.mert) if p]
+            if loaded:
+                devices.load_to_device(*loaded)
+            style = add_style_embeddings(
+                style, audio["waveform"], int(audio["sample_rate"]),
+                timbre_encoder=style_encoders.timbre.model if style_encoders.timbre else None,
+                tempo_conditioner=style_encoders.tempo.model if style_encoders.tempo else None,
+                mert=style_encoders.mert.model if style_encoders.mert else None)
         info = style.describe()
         print(f"[Foley Imitator] style: {info}")
         return {"ui": {"text": [info]}, "result": (style, info)}

@@ -40,7 +40,8 @@ class FoleyLoadModel:
 
     def load(self, model, dtype="auto"):
         handle = mmaudio_files.load_flow_model(model, dtype)
-        summary = f"flow network: {handle.describe()}, audio {handle.mode or 'rate from the codec'}"
+        summary = (f"flow network: {handle.describe()}, audio {handle.mode or 'rate from the codec'}, "
+                   f"trained on {handle.window_s:g} s clips")
         return {"ui": _report([handle.notes], summary), "result": (handle,)}
 
 
@@ -91,13 +92,33 @@ class FoleyLoadCodec:
         return {"ui": _report([handle.notes], summary), "result": (handle,)}
 
 
+class FoleyLoadStyleEncoders:
+    CATEGORY = host.CATEGORY + "/loaders"
+    FUNCTION = "load"
+    RETURN_TYPES = ("FOLEY_STYLE_ENCODERS",)
+    RETURN_NAMES = ("style_encoders",)
+    DESCRIPTION = ("AudioIM's reference encoders from models/foley_style: timbre = BEATs "
+                   "(BEATs_iter3+ .pt), tempo = MusicGen-Style's style conditioner + MERT-v1-95M. "
+                   "Any may be 'none'; Foley Style Encode reports which are active.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = [mmaudio_files.NONE] + folders.model_files(folders.STYLE_FOLDER)
+        return {"required": {"timbre_beats": (files,), "tempo_conditioner": (files,), "mert": (files,)}}
+
+    def load(self, timbre_beats, tempo_conditioner, mert):
+        return (mmaudio_files.load_style_encoders(timbre_beats, tempo_conditioner, mert),)
+
+
 NODE_CLASS_MAPPINGS = {
     "FoleyLoadModel": FoleyLoadModel,
     "FoleyLoadEncoders": FoleyLoadEncoders,
     "FoleyLoadCodec": FoleyLoadCodec,
+    "FoleyLoadStyleEncoders": FoleyLoadStyleEncoders,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "FoleyLoadModel": "Foley Load Model (flow network)",
     "FoleyLoadEncoders": "Foley Load Encoders (CLIP + Synchformer)",
     "FoleyLoadCodec": "Foley Load Codec (VAE + vocoder)",
+    "FoleyLoadStyleEncoders": "Foley Load Style Encoders (BEATs, style conditioner, MERT)",
 }

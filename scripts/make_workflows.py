@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO))
 
 from harness.workflow_builder import Node, to_api, to_ui  # noqa: E402
 
-DEMO_VIDEO = "foley_demo_flashes.mp4"
+DEMO_VIDEO = "foley_demo_video.mp4"
 DEMO_AUDIO = "foley_demo_reference.wav"
 # The official files users download (README "Model files"). Tests and the demo run the same
 # workflows on small random stand-ins written in the same formats (harness/model_files.py).
@@ -101,7 +101,7 @@ def reference_foley() -> list[Node]:
              outputs=(("style", "FOLEY_STYLE"), ("info", "STRING"))),
         Node(8, "FoleyFlowSampler",
              widgets={"seed": 42, "steps": 25, "cfg": 4.5, "duration": 0.0, "batch_size": 1,
-                      "window_seconds": 8.0, "overlap_seconds": 1.0},
+                      "window_seconds": 0.0, "overlap_seconds": 1.0},
              links={"model": (5, 0, "FOLEY_MODEL"), "features": (4, 0, "FOLEY_FEATURES"),
                     "codec": (6, 0, "FOLEY_CODEC"), "style": (7, 0, "FOLEY_STYLE")},
              outputs=(("latent", "LATENT"),)),

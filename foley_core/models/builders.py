@@ -15,7 +15,7 @@ import torch
 
 from ..errors import CheckpointError
 from .bigvgan import load_bigvgan
-from .checkpoint_io import read_state_dict, require_kind
+from .checkpoint_io import read_metadata, read_state_dict, require_kind
 from .clip_encoder import ClipEncoder
 from .griffin_lim import GriffinLimVocoder
 from .mel import MEL_SETTINGS
@@ -27,6 +27,8 @@ from .vae import load_vae
 # MMAudio networks whose latent width fixes the audio mode (spec §3.1); other widths are custom
 # nets whose mode comes from the codec they are decoded with.
 MODE_BY_LATENT_DIM = {20: "16k", 40: "44k"}
+# Clip length the official networks were trained on; our exports record their own in metadata.
+DEFAULT_TRAINED_WINDOW_S = 8.0
 
 
 def read_checked(path: Path, slot: str, kind: str) -> dict[str, torch.Tensor]:
@@ -40,6 +42,7 @@ class BuiltNetwork:
     network: MMAudioNetwork
     variant: str
     mode: str | None
+    trained_window_s: float = DEFAULT_TRAINED_WINDOW_S  # the clip length it was trained on
 
 
 def build_network(path: Path, dtype: torch.dtype = torch.float32) -> BuiltNetwork:
@@ -52,8 +55,12 @@ def build_network(path: Path, dtype: torch.dtype = torch.float32) -> BuiltNetwor
         load_network_weights(network, {k: v.to(dtype) for k, v in state_dict.items()})
     except CheckpointError as error:
         raise CheckpointError(f"{slot}: {Path(path).name}: {error}") from None
+    try:
+        window = float(read_metadata(path).get("duration_s", DEFAULT_TRAINED_WINDOW_S))
+    except ValueError:
+        window = DEFAULT_TRAINED_WINDOW_S
     return BuiltNetwork(network.eval().requires_grad_(False), variant,
-                        config.mode or MODE_BY_LATENT_DIM.get(config.latent_dim))
+                        config.mode or MODE_BY_LATENT_DIM.get(config.latent_dim), window)
 
 
 def build_clip(path: Path, dtype: torch.dtype = torch.float32) -> ClipEncoder:
@@ -123,3 +130,33 @@ def codec_rates(mode: str) -> tuple[int, int]:
     """(sample_rate, hop) of a mode's waveform."""
     sample_rate, _ = audio_mode_settings(mode)
     return sample_rate, MEL_SETTINGS[mode].hop
+
+
+def build_beats(path: Path):
+    """BEATs timbre encoder from an official .pt ({"cfg", "model"}) or a flat state dict."""
+    from .beats import BEATsEncoder
+
+    try:
+        return BEATsEncoder.from_checkpoint(Path(path))
+    except CheckpointError as error:
+        raise CheckpointError(f"Timbre encoder (BEATs): {Path(path).name}: {error}") from None
+
+
+def build_style_conditioner(path: Path):
+    """MusicGen-Style style conditioner (the tempo encoder's transformer + RVQ)."""
+    from .style_conditioner import StyleConditioner
+
+    state_dict = read_state_dict(path, "Tempo encoder")
+    try:
+        return StyleConditioner.from_state_dict(state_dict)
+    except CheckpointError as error:
+        raise CheckpointError(f"Tempo encoder (style conditioner): {Path(path).name}: {error}") from None
+
+
+def build_mert(path: Path):
+    from .style_conditioner import load_mert
+
+    try:
+        return load_mert(Path(path))
+    except CheckpointError as error:
+        raise CheckpointError(f"MERT: {Path(path).name}: {error}") from None

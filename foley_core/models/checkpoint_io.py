@@ -44,6 +44,17 @@ def read_state_dict(path: str | Path, slot: str = "model") -> dict[str, torch.Te
     return unwrap_state_dict(data, slot, path.name)
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a .safetensors file ({} for other formats)."""
+    path = Path(path)
+    if path.suffix.lower() not in SAFETENSORS_SUFFIXES:
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
 def unwrap_state_dict(data, slot: str = "model", name: str = "checkpoint") -> dict[str, torch.Tensor]:
     for _ in range(3):
         if isinstance(data, dict) and not _is_tensor_dict(data):

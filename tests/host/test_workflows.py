@@ -19,7 +19,7 @@ NAMES_ON_DISK = sorted(p.stem for p in WORKFLOWS.glob("*.json"))
 @pytest.fixture(scope="module")
 def demo_inputs(comfy_host):
     write_small_model_set(comfy_host.models_dir / "mmaudio")
-    write_flash_video(comfy_host.input_dir / "foley_demo_flashes.mp4", fps=FLASH_FPS,
+    write_flash_video(comfy_host.input_dir / "foley_demo_video.mp4", fps=FLASH_FPS,
                       n_frames=N_FLASH_FRAMES, flash_frames=FLASH_FRAMES)
     write_float_wav(comfy_host.input_dir / "foley_demo_reference.wav", make_tone(44100, 2.0, 220.0), 44100)
     return comfy_host
@@ -58,7 +58,7 @@ def test_workflow_runs_end_to_end(demo_inputs, name):
     assert result.status == "success", result.error_message + host.log_tail(3000)
     mux_id = next(k for k, v in api_twin(name).items() if v["class_type"] == "FoleyMux")
     samples, rate = assert_audio_covers_video(mp4_entry(host, result, mux_id),
-                                              host.input_dir / "foley_demo_flashes.mp4")
+                                              host.input_dir / "foley_demo_video.mp4")
     assert samples.std() > 1e-4, "the soundtrack must not be silent"
 
 
@@ -109,7 +109,7 @@ def test_builtin_griffin_lim_vocoder_needs_no_file(demo_inputs):
     result = host.run(prompt, timeout=600)
     assert result.status == "success", result.error_message
     samples, _ = assert_audio_covers_video(mp4_entry(host, result, "8"),
-                                           host.input_dir / "foley_demo_flashes.mp4")
+                                           host.input_dir / "foley_demo_video.mp4")
     assert samples.std() > 1e-4
 
 
@@ -119,7 +119,7 @@ def test_long_video_generates_in_windows_and_covers_it_exactly(demo_inputs):
                       flash_frames=range(10, 500, 37), size=(96, 64))
     prompt = use_small_models(api_twin("video_to_audio"))
     prompt["1"]["inputs"]["video"] = "long_20s.mp4"
-    prompt["6"]["inputs"].update({"steps": 3, "window_seconds": 8.0, "overlap_seconds": 1.0})
+    prompt["6"]["inputs"].update({"steps": 3, "window_seconds": 0.0, "overlap_seconds": 1.0})  # 0 = the net's 8 s
     result = host.run(prompt, timeout=900)
     assert result.status == "success", result.error_message
     path = mp4_entry(host, result, "8")
@@ -127,3 +127,24 @@ def test_long_video_generates_in_windows_and_covers_it_exactly(demo_inputs):
     samples, rate, _ = decoded_audio(path)
     assert abs(samples.shape[1] / rate - 20.0) <= 1024 / rate
     assert samples.std() > 1e-4
+
+
+def test_style_encode_reports_the_timbre_encoder_it_used(demo_inputs):
+    """An official-format BEATs checkpoint ({"cfg", "model"}, tiny widths) in models/foley_style."""
+    import torch
+    from safetensors.torch import load_file
+
+    parity = Path(__file__).resolve().parents[1] / "data" / "parity"
+    config = json.loads((parity / "beats_tiny.json").read_text())["config"]["beats_cfg"]
+    weights = load_file(str(parity / "beats_tiny.weights.safetensors"))
+    host = demo_inputs
+    torch.save({"cfg": config, "model": weights}, host.models_dir / "foley_style" / "beats_tiny.pt")
+    prompt = use_small_models(api_twin("reference_foley"))
+    prompt["12"] = {"class_type": "FoleyLoadStyleEncoders",
+                    "inputs": {"timbre_beats": "beats_tiny.pt", "tempo_conditioner": "none", "mert": "none"}}
+    prompt["7"]["inputs"]["style_encoders"] = ["12", 0]
+    result = host.run(prompt, timeout=600)
+    assert result.status == "success", result.error_message
+    (info,) = result.outputs["7"]["text"]
+    assert "active latent_prompt, acoustic_vector, timbre" in info, info
+    assert "not loaded: tempo" in info, info

@@ -59,4 +59,5 @@ def locate(name: str, slot_key: str, slot_label: str) -> tuple[Path | None, str]
             f"{slot_label}: {name!r} is not installed. Put it into ComfyUI/models/{folders.FOLDER}/ "
             "(see the README's model table) and refresh.")
     return fallback, (f"{slot_label}: {name!r} is not installed in models/{folders.FOLDER}; using "
-                      f"the embedded {fallback.name} (small, trained on synthetic Foley) instead.")
+                      f"the embedded {fallback.name} instead (the small set built for the synthetic Foley scenes; "
+                      "see the README).")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from foley_core.errors import CheckpointError, MediaError
 from foley_core.models.beats import (
@@ -21,16 +20,18 @@ from foley_core.models.beats import (
     relative_position_bucket,
 )
 
+import parity_data
+
+
 DATA = Path(__file__).resolve().parents[1] / "data"
-PARITY = DATA / "parity"
 TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def parity():
-    meta = json.loads((PARITY / "beats_tiny.json").read_text())["config"]
-    weights = load_file(PARITY / "beats_tiny.weights.safetensors")
-    io = load_file(PARITY / "beats_tiny.io.safetensors")
+    meta = parity_data.config("beats_tiny")
+    weights = parity_data.weights("beats_tiny")
+    io = parity_data.io("beats_tiny")
     return meta, weights, io
 
 

@@ -2,11 +2,9 @@
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from foley_core.errors import CheckpointError
 from foley_core.models.bigvgan import (
@@ -17,15 +15,17 @@ from foley_core.models.bigvgan import (
 )
 from foley_core.models.vae import load_vae
 
-PARITY = Path(__file__).resolve().parents[1] / "data" / "parity"
+import parity_data
+
+
 TOL = dict(atol=1e-4, rtol=1e-4)
 NAMES = ["bigvgan_v1_tiny", "bigvgan_v2_tiny"]
 
 
 def _parity(name):
-    cfg = json.loads((PARITY / f"{name}.json").read_text())["config"]
-    return (cfg, load_file(str(PARITY / f"{name}.weights.safetensors")),
-            load_file(str(PARITY / f"{name}.io.safetensors")))
+    cfg = parity_data.config(f"{name}")
+    return (cfg, parity_data.weights(f"{name}"),
+            parity_data.io(f"{name}"))
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -122,8 +122,8 @@ def test_half_precision_runs():
 
 def test_sampler_case_a_decode_chain():
     """fm_sampler case A: latent (B, N, C) -> VAE 44k decoder -> mel -> BigVGAN v2 -> wav."""
-    io = load_file(str(PARITY / "fm_sampler_tiny_v2.io.safetensors"))
-    vae = load_vae(load_file(str(PARITY / "vae_tiny_44k.weights.safetensors")))
+    io = parity_data.io("fm_sampler_tiny_v2")
+    vae = load_vae(parity_data.weights("vae_tiny_44k"))
     cfg, weights, _ = _parity("bigvgan_v2_tiny")
     voc = load_bigvgan({"generator": weights}, BigVGANConfig.from_dict(cfg))
     mel = vae.decode(io["out.A.latent"].transpose(1, 2))

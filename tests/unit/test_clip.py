@@ -1,11 +1,7 @@
 """CLIP wrapper against the clip_tiny golden data (official open_clip + MMAudio patch)."""
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from foley_core.errors import CheckpointError, MediaError
 from foley_core.models.clip_encoder import (
@@ -15,16 +11,15 @@ from foley_core.models.clip_encoder import (
     prepare_clip_state_dict,
 )
 
-PARITY = Path(__file__).resolve().parents[1] / "data" / "parity"
+import parity_data
+
+
 ATOL = RTOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def parity():
-    meta = json.loads((PARITY / "clip_tiny.json").read_text())
-    weights = load_file(PARITY / "clip_tiny.weights.safetensors")
-    io = load_file(PARITY / "clip_tiny.io.safetensors")
-    return meta["config"], weights, io
+    return parity_data.config("clip_tiny"), parity_data.weights("clip_tiny"), parity_data.io("clip_tiny")
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from foley_core.models.mmaudio import MMAudioNetwork, detect_network_config, load_network_weights, with_mode
 from foley_core.sampling.flow import (GuidedVelocity, draw_noise, generate_latents, sample_euler,
                                       time_grid)
 
-PARITY = Path(__file__).resolve().parents[1] / "data" / "parity"
+import parity_data
+
 ATOL = RTOL = 2e-4  # README: sampler tolerance
 
 CASES = {  # name: (steps, cfg strength, negative text, video)
@@ -32,7 +30,7 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str) -> Non
 
 @pytest.fixture(scope="module")
 def net() -> MMAudioNetwork:
-    weights = load_file(PARITY / "mmaudio_net_tiny_v2.weights.safetensors")
+    weights = parity_data.weights("mmaudio_net_tiny_v2")
     _, config = detect_network_config(weights)
     network = MMAudioNetwork(with_mode(config, "44k"))
     network.update_seq_lengths(31, 8, 24)
@@ -41,7 +39,7 @@ def net() -> MMAudioNetwork:
 
 @pytest.fixture(scope="module")
 def io() -> dict[str, torch.Tensor]:
-    return load_file(PARITY / "fm_sampler_tiny_v2.io.safetensors")
+    return parity_data.io("fm_sampler_tiny_v2")
 
 
 def case_inputs(io, negative: bool, video: bool) -> dict:

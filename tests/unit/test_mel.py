@@ -1,21 +1,21 @@
 """Log-mel front end against the official MelConverter outputs (tests/data/parity/mel_converter)."""
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from foley_core.models.mel import MEL_16K, MEL_44K, MelConverter, num_mel_frames
 
-PARITY = Path(__file__).resolve().parents[1] / "data" / "parity"
+import parity_data
+
+
 TOL = dict(atol=2e-4, rtol=0.0)  # README: mel 2e-4 absolute (log domain)
 
 
 @pytest.fixture(scope="module")
 def io():
-    return load_file(str(PARITY / "mel_converter.io.safetensors"))
+    return parity_data.io("mel_converter")
 
 
 @pytest.mark.parametrize("rate", ["44k", "16k"])

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from foley_core.errors import CheckpointError
 from foley_core.models.mmaudio import (MMAudioNetwork, detect_network_config, load_network_weights,
                                        with_mode)
 from foley_core.sampling.flow import GuidedVelocity
 
-PARITY = Path(__file__).resolve().parents[1] / "data" / "parity"
+import parity_data
+
+
 ATOL = RTOL = 1e-4  # README: single forward passes
 LAYOUTS = ["v1", "v2"]
 
@@ -25,7 +24,7 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str, atol: 
 
 
 def build_parity_net(layout: str, on_meta: bool = False) -> MMAudioNetwork:
-    weights = load_file(PARITY / f"mmaudio_net_tiny_{layout}.weights.safetensors")
+    weights = parity_data.weights(f"mmaudio_net_tiny_{layout}")
     _, config = detect_network_config(weights)
     config = with_mode(config, "44k")
     if on_meta:
@@ -39,13 +38,13 @@ def build_parity_net(layout: str, on_meta: bool = False) -> MMAudioNetwork:
 
 @pytest.fixture(scope="module", params=LAYOUTS)
 def case(request):
-    io = load_file(PARITY / f"mmaudio_net_tiny_{request.param}.io.safetensors")
+    io = parity_data.io(f"mmaudio_net_tiny_{request.param}")
     return request.param, build_parity_net(request.param), io
 
 
 def test_detects_tiny_config_from_shapes():
     for layout in LAYOUTS:
-        weights = load_file(PARITY / f"mmaudio_net_tiny_{layout}.weights.safetensors")
+        weights = parity_data.weights(f"mmaudio_net_tiny_{layout}")
         name, config = detect_network_config(weights)
         assert name == "custom" and config.mode is None
         assert (config.latent_dim, config.hidden_dim, config.num_heads, config.head_dim) == (8, 64, 2, 32)
@@ -172,7 +171,7 @@ def test_variable_duration(case):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_meta_build_then_assign_load(layout):
-    io = load_file(PARITY / f"mmaudio_net_tiny_{layout}.io.safetensors")
+    io = parity_data.io(f"mmaudio_net_tiny_{layout}")
     net = build_parity_net(layout, on_meta=True)
     assert not any(t.is_meta for t in [*net.parameters(), *net.buffers()])
     with torch.no_grad():
@@ -181,7 +180,7 @@ def test_meta_build_then_assign_load(layout):
 
 
 def test_weight_loading_ignores_buffers_and_reports_mismatches():
-    weights = load_file(PARITY / "mmaudio_net_tiny_v2.weights.safetensors")
+    weights = parity_data.weights("mmaudio_net_tiny_v2")
     _, config = detect_network_config(weights)
     net = MMAudioNetwork(config)
     with_buffers = dict(weights, latent_rot=torch.zeros(1), clip_rot=torch.zeros(1))
@@ -202,7 +201,7 @@ def test_weight_loading_ignores_buffers_and_reports_mismatches():
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_keeps_fp32_tables(dtype):
-    io = load_file(PARITY / "mmaudio_net_tiny_v2.io.safetensors")
+    io = parity_data.io("mmaudio_net_tiny_v2")
     net = build_parity_net("v2").to(dtype)
     assert net.latent_rot.dtype == net.clip_rot.dtype == net.t_embed.freqs.dtype == torch.float32
     assert_close(net.latent_rot, io["out.latent_rot"], "latent_rot after cast")

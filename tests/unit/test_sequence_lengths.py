@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from foley_core.models.mmaudio import MIN_DURATION_S, sequence_lengths, sync_to_latent_index
 from foley_core.models.mmaudio.rope import rope_phases
 
-PARITY = Path(__file__).resolve().parents[1] / "data" / "parity"
-TABLE = json.loads((PARITY / "seq_tables.json").read_text())["config"]["table"]
+import parity_data
+
+
+TABLE = parity_data.config("seq_tables")["table"]
 
 
 def _id(row) -> str:
@@ -22,7 +20,7 @@ def _id(row) -> str:
 
 @pytest.fixture(scope="module")
 def io() -> dict[str, torch.Tensor]:
-    return load_file(PARITY / "seq_tables.io.safetensors")
+    return parity_data.io("seq_tables")
 
 
 @pytest.mark.parametrize("row", TABLE, ids=_id)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from foley_core.errors import CheckpointError
 from foley_core.models.style_conditioner import (
@@ -22,16 +21,18 @@ from foley_core.models.style_conditioner import (
     to_parametrized_names,
 )
 
+import parity_data
+
+
 DATA = Path(__file__).resolve().parents[1] / "data"
-PARITY = DATA / "parity"
 TOL = 1e-4
 HEADS = 4  # tiny width 32 is not an official scale, so the head count is given
 
 
 @pytest.fixture(scope="module")
 def parity():
-    weights = load_file(PARITY / "style_conditioner_tiny.weights.safetensors")
-    io = load_file(PARITY / "style_conditioner_tiny.io.safetensors")
+    weights = parity_data.weights("style_conditioner_tiny")
+    io = parity_data.io("style_conditioner_tiny")
     return weights, io
 
 

@@ -1,11 +1,7 @@
 """Synchformer visual encoder against the synchformer_tiny golden data (official MMAudio code)."""
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from foley_core.errors import CheckpointError, MediaError
 from foley_core.models.synchformer import (
@@ -16,15 +12,17 @@ from foley_core.models.synchformer import (
     visual_state_dict,
 )
 
-PARITY = Path(__file__).resolve().parents[1] / "data" / "parity"
+import parity_data
+
+
 TOL = 2e-4
 
 
 @pytest.fixture(scope="module")
 def parity():
-    cfg = json.loads((PARITY / "synchformer_tiny.json").read_text())["config"]
-    weights = load_file(PARITY / "synchformer_tiny.weights.safetensors")
-    io = load_file(PARITY / "synchformer_tiny.io.safetensors")
+    cfg = parity_data.config("synchformer_tiny")
+    weights = parity_data.weights("synchformer_tiny")
+    io = parity_data.io("synchformer_tiny")
     return cfg, weights, io
 
 

@@ -1,11 +1,7 @@
 """MMAudio mel VAE against the official tiny parity data (tests/data/parity/vae_tiny_*)."""
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from foley_core.errors import CheckpointError
 from foley_core.models.vae import (
@@ -18,15 +14,17 @@ from foley_core.models.vae import (
 )
 from foley_core.models.vae.mp_modules import pixel_norm
 
-PARITY = Path(__file__).resolve().parents[1] / "data" / "parity"
+import parity_data
+
+
 TOL = dict(atol=1e-4, rtol=1e-4)
 NAMES = ["vae_tiny_44k", "vae_tiny_16k"]
 
 
 def _parity(name):
-    cfg = json.loads((PARITY / f"{name}.json").read_text())["config"]
-    weights = load_file(str(PARITY / f"{name}.weights.safetensors"))
-    io = load_file(str(PARITY / f"{name}.io.safetensors"))
+    cfg = parity_data.config(f"{name}")
+    weights = parity_data.weights(f"{name}")
+    io = parity_data.io(f"{name}")
     return cfg, weights, io
 
 

@@ -48,7 +48,8 @@ def log(message: str) -> None:
 
 
 def build(work: Path, out: Path, *, train_clips: int, duration: float, vae_steps: int,
-          flow_minutes: float, batch_size: int, seed: int) -> dict:
+          flow_minutes: float, batch_size: int, seed: int, sync_pretext_steps: int = 600,
+          pretext_clips: int = 200) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     data = work / "train_clips"
     if not (data / "index.json").exists():
@@ -62,7 +63,15 @@ def build(work: Path, out: Path, *, train_clips: int, duration: float, vae_steps
     encoders_dir.mkdir(exist_ok=True)
     clip_file, sync_file = encoders_dir / FILES["clip"], encoders_dir / FILES["synchformer"]
     save_file(small_clip_state_dict(seed), str(clip_file))
-    save_file(small_synchformer_state_dict(seed + 1), str(sync_file))
+    sync_state = small_synchformer_state_dict(seed + 1)
+    if sync_pretext_steps > 0 and not (encoders_dir / "sync_pretext.json").exists():
+        log(f"training the Synchformer-shaped encoder on the clips' own sound ({sync_pretext_steps} steps)")
+        sync_state, pretext_log = _pretext_synchformer(sync_state, index, duration, sync_pretext_steps,
+                                                       pretext_clips, seed)
+        (encoders_dir / "sync_pretext.json").write_text(json.dumps(pretext_log, indent=1))
+        save_file(sync_state, str(sync_file))
+    elif not sync_file.exists():
+        save_file(sync_state, str(sync_file))
 
     vae_dir = work / "vae"
     if not (vae_dir / "vae.pth").exists():
@@ -108,11 +117,33 @@ def build(work: Path, out: Path, *, train_clips: int, duration: float, vae_steps
         "format": "foley-imitator-embedded/1", "mode": MODE, "files": FILES, "vocoder": "griffin-lim",
         "trained_on": {"synthetic_clips": train_clips, "duration_s": duration, "seed": seed},
         "network": NETWORK, "flow_steps": steps, "batch_size": batch_size,
+        "sync_pretext_steps": sync_pretext_steps, "pretext_clips": pretext_clips,
         "recipe": "python -m foley_core.training.embedded_recipe",
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     log(f"wrote {out}")
     return manifest
+
+
+def _pretext_synchformer(state: dict, index: dict, duration: float, steps: int, n_clips: int,
+                         seed: int) -> tuple[dict, dict]:
+    """Audio-visual pretext (sync_pretext.py) on the first n_clips training clips, regenerated in
+    memory from their seeds."""
+    from ..media.video import sample_video
+    from ..models.synchformer import SynchformerVisualEncoder
+    from ..synthetic_foley import make_clip
+    from .small_encoders import SYNC_CONFIG
+    from .sync_pretext import token_targets, train_sync_encoder
+
+    encoder = SynchformerVisualEncoder(SYNC_CONFIG)
+    encoder.load_state_dict(state)
+    clips = []
+    for entry in index["clips"][:n_clips]:
+        clip = make_clip(entry["seed"], duration_s=duration, fps=25, sample_rate=16000, size=128)
+        video = sample_video(torch.from_numpy(clip.frames), frame_rate=clip.fps)
+        clips.append((video.sync_frames, token_targets(clip.audio, 16000, video.sync_frames.shape[0])))
+    result = train_sync_encoder(encoder, clips, steps=steps, seed=seed, log=log)
+    return {k: v.detach().clone().contiguous() for k, v in encoder.state_dict().items()}, result
 
 
 def _steps_for_budget(features: Path, config: TrainConfig, scratch: Path, minutes: float) -> int:
@@ -140,10 +171,13 @@ def main() -> None:
     parser.add_argument("--flow-minutes", type=float, default=35.0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sync-pretext-steps", type=int, default=600,
+                        help="audio-visual pretext for the Synchformer-shaped encoder (0 = random)")
+    parser.add_argument("--pretext-clips", type=int, default=200)
     args = parser.parse_args()
     build(Path(args.work), Path(args.out), train_clips=args.train_clips, duration=args.duration,
           vae_steps=args.vae_steps, flow_minutes=args.flow_minutes, batch_size=args.batch_size,
-          seed=args.seed)
+          seed=args.seed, sync_pretext_steps=args.sync_pretext_steps, pretext_clips=args.pretext_clips)
 
 
 if __name__ == "__main__":

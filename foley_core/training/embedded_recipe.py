@@ -49,7 +49,7 @@ def log(message: str) -> None:
 
 def build(work: Path, out: Path, *, train_clips: int, duration: float, vae_steps: int,
           flow_minutes: float, batch_size: int, seed: int, sync_pretext_steps: int = 0,
-          pretext_clips: int = 200) -> dict:
+          pretext_clips: int = 200, flow_steps: int = 0) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     data = work / "train_clips"
     if not (data / "index.json").exists():
@@ -96,11 +96,12 @@ def build(work: Path, out: Path, *, train_clips: int, duration: float, vae_steps
     config = TrainConfig(network=NETWORK, mode=MODE, duration_s=duration, batch_size=batch_size,
                          lr=1e-3, warmup_steps=200, steps=1, ema_decay=0.998, seed=seed,
                          checkpoint_every=500, log_every=50)
-    steps = _steps_for_budget(features, config, work / "calibration", flow_minutes)
+    # A fixed step count reproduces a committed set exactly; a minute budget adapts to the machine.
+    steps = flow_steps or _steps_for_budget(features, config, work / "calibration", flow_minutes)
     config = TrainConfig(**{**asdict(config), "steps": steps})
     config_file = work / "run.json"
     config_file.write_text(json.dumps(asdict(config), indent=1))
-    log(f"training the flow network for {steps} steps (~{flow_minutes} min)")
+    log(f"training the flow network for {steps} steps")
     train(features, TrainConfig.load(config_file), run, resume=(run / "checkpoint.pt").exists(),
           device="cpu")
 
@@ -168,7 +169,10 @@ def main() -> None:
     parser.add_argument("--train-clips", type=int, default=480)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--vae-steps", type=int, default=1500)
-    parser.add_argument("--flow-minutes", type=float, default=35.0)
+    parser.add_argument("--flow-minutes", type=float, default=35.0,
+                        help="flow-training budget; the step count is calibrated on this machine")
+    parser.add_argument("--flow-steps", type=int, default=0,
+                        help="fixed flow-training steps (overrides --flow-minutes; 0 = use the budget)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sync-pretext-steps", type=int, default=0,
@@ -178,7 +182,8 @@ def main() -> None:
     args = parser.parse_args()
     build(Path(args.work), Path(args.out), train_clips=args.train_clips, duration=args.duration,
           vae_steps=args.vae_steps, flow_minutes=args.flow_minutes, batch_size=args.batch_size,
-          seed=args.seed, sync_pretext_steps=args.sync_pretext_steps, pretext_clips=args.pretext_clips)
+          seed=args.seed, sync_pretext_steps=args.sync_pretext_steps, pretext_clips=args.pretext_clips,
+          flow_steps=args.flow_steps)
 
 
 if __name__ == "__main__":

@@ -112,8 +112,40 @@ def reference_foley() -> list[Node]:
     ]
 
 
+def gmds_search() -> list[Node]:
+    """Video → GMDS Search (noise search scored by the video's motion onsets) → decode → mux."""
+    return [
+        load_video(1),
+        Node(2, "FoleyLoadEncoders",
+             widgets={"clip": MODELS["clip"], "synchformer": MODELS["synchformer"], "dtype": "auto"},
+             outputs=(("encoders", "FOLEY_ENCODERS"),)),
+        Node(3, "FoleyVisualEncode",
+             widgets={"prompt": "", "negative_prompt": "music", "mask_video": False},
+             links={"encoders": (2, 0, "FOLEY_ENCODERS"), "video": (1, 0, "FOLEY_VIDEO")},
+             outputs=(("features", "FOLEY_FEATURES"),)),
+        Node(4, "FoleyLoadModel", widgets={"model": MODELS["network"], "dtype": "auto"},
+             outputs=(("model", "FOLEY_MODEL"),)),
+        Node(5, "FoleyLoadCodec",
+             widgets={"vae": MODELS["vae"], "vocoder": MODELS["vocoder"], "dtype": "auto"},
+             outputs=(("codec", "FOLEY_CODEC"),)),
+        Node(6, "FoleyLoadVerifier",
+             widgets={"kind": "motion_onsets", "weight": 1.0, "clap_model": "none", "text": ""},
+             links={"video": (1, 0, "FOLEY_VIDEO")}, outputs=(("verifier", "FOLEY_VERIFIER"),)),
+        Node(7, "FoleyGMDSSearch",
+             widgets={"seed": 42, "steps": 25, "cfg": 4.5, "duration": 0.0, "population": 6, "rounds": 3,
+                      "beta_small": 0.5, "beta_large": 0.9, "window_seconds": 0.0},
+             links={"model": (4, 0, "FOLEY_MODEL"), "features": (3, 0, "FOLEY_FEATURES"),
+                    "codec": (5, 0, "FOLEY_CODEC"), "verifier": (6, 0, "FOLEY_VERIFIER")},
+             outputs=(("latent", "LATENT"), ("trace", "STRING"), ("plot", "IMAGE"))),
+        Node(8, "FoleyVAEDecode", links={"codec": (5, 0, "FOLEY_CODEC"), "latent": (7, 0, "LATENT")},
+             outputs=(("audio", "AUDIO"), ("spectrogram", "IMAGE"))),
+        mux(9, 8, 1, "foley/gmds_search"),
+        Node(10, "PreviewImage", links={"images": (7, 2, "IMAGE")}, title="Scores per round"),
+    ]
+
+
 WORKFLOWS = {"video_to_audio": video_to_audio, "replace_soundtrack": replace_soundtrack,
-             "reference_foley": reference_foley}
+             "reference_foley": reference_foley, "gmds_search": gmds_search}
 
 
 def main() -> None:

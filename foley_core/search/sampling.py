@@ -35,6 +35,8 @@ class WindowSampler:
     device: torch.device
     prompt_latent: Optional[torch.Tensor] = None  # un-normalised (1, N_p, C) reference latent
     callback: Optional[StepCallback] = None
+    # Velocity guidance (envelope/layout, sampling/flow.py's velocity_hook), passed on untouched.
+    velocity_hook: Optional[object] = None
 
     @property
     def prompt_len(self) -> int:
@@ -58,28 +60,30 @@ class WindowSampler:
             return None if t is None else t.to(device=self.device, dtype=dtype)
 
         text, negative = prepare(self.features.text_f), prepare(self.features.negative_text_f)
+        hook = {} if self.velocity_hook is None else {"velocity_hook": self.velocity_hook}
         if self.prompt_latent is None:
             self.network.update_seq_lengths(self.lengths.latent, self.lengths.clip, self.lengths.sync)
             return generate_latents(self.network, x0, prepare(clip_f), prepare(sync_f), text,
                                     negative_text_f=negative, steps=self.steps, cfg_strength=self.cfg_strength,
-                                    callback=self.callback).float()
+                                    callback=self.callback, **hook).float()
         window = plan_prompt_window(self.lengths, self.prompt_len)
         prompt = self.network.normalize(self.prompt_latent.to(device=self.device, dtype=torch.float32))
         state = sample_with_prompt(self.network, x0, prompt, window, prepare(clip_f), prepare(sync_f), text,
                                    negative_text_f=negative, steps=self.steps, cfg_strength=self.cfg_strength,
-                                   callback=self.callback)
+                                   callback=self.callback, **hook)
         return self.network.unnormalize(state[:, window.prompt:]).float()
 
 
 def make_sampler(network, features: VisualFeatures, mode: str, *, steps: int, cfg_strength: float,
                  duration_s: float = 0.0, reference=None, device: torch.device,
-                 callback: Optional[StepCallback] = None) -> WindowSampler:
+                 callback: Optional[StepCallback] = None, velocity_hook=None) -> WindowSampler:
     lengths = plan_lengths(features, mode, duration_s)
     prompt = None
     if reference is not None:
         prompt = getattr(reference, "prompt_latent", reference)
         _check_prompt(network, prompt, 1)
-    return WindowSampler(network, features, lengths, int(steps), float(cfg_strength), device, prompt, callback)
+    return WindowSampler(network, features, lengths, int(steps), float(cfg_strength), device, prompt, callback,
+                         velocity_hook)
 
 
 def make_scorer(vae, vocoder, verifier: Verifier, sample_rate: int, n_samples: int,

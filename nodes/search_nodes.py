@@ -1,0 +1,196 @@
+"""GMDS Search (AvSyncDiff's test-time noise search) and the verifiers it optimises."""
+
+from __future__ import annotations
+
+import json
+
+from ..foley_core.errors import FoleyError
+from ..foley_core.media.frame_sampling import SYNC_STREAM
+from ..foley_core.models.mmaudio.sequence import audio_mode_settings
+from ..foley_core.previews import to_comfy_image
+from ..foley_core.search import gmds
+from ..foley_core.search.plot import plot_trace
+from ..foley_core.search.sampling import make_sampler, make_scorer
+from ..foley_core.search.verifiers import (ClapVerifier, EnvelopeVerifier, MotionOnsetVerifier, TimbreVerifier,
+                                           VerifierContext, combine, reference_waveform)
+from ..model_loaders import devices, verifier_files
+from . import host
+from .generation_nodes import LATENT_KEY
+
+KINDS = ["envelope", "timbre", "motion_onsets", "clap"]
+
+
+class FoleyLoadVerifier:
+    CATEGORY = host.CATEGORY + "/search"
+    FUNCTION = "load"
+    RETURN_TYPES = ("FOLEY_VERIFIER",)
+    RETURN_NAMES = ("verifier",)
+    DESCRIPTION = ("A score for GMDS Search (higher is better). envelope: 1 − E-L1 to a target envelope "
+                   "(or a target AUDIO's); timbre: similarity to a reference (FOLEY_STYLE + codec, or "
+                   "AUDIO); motion_onsets: audio onsets vs the video's motion onsets (F1 at 0.1 s); clap: "
+                   "CLAP audio–text similarity from a local folder in models/clap. Chain with `previous` "
+                   "to sum several, each times its weight. Not implemented: Synchformer DeSync, "
+                   "Wav2CLIP, ImageBind.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "kind": (KINDS,),
+                "weight": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.05}),
+            },
+            "optional": {
+                "previous": ("FOLEY_VERIFIER", {"tooltip": "Add this verifier to an earlier one."}),
+                "envelope": ("FOLEY_ENVELOPE", {"tooltip": "envelope: the target envelope."}),
+                "target_audio": ("AUDIO", {"tooltip": "envelope: take the target envelope from this audio; "
+                                                      "timbre: use it as the reference."}),
+                "style": ("FOLEY_STYLE", {"tooltip": "timbre: the reference (needs the codec to decode it)."}),
+                "codec": ("FOLEY_CODEC",),
+                "video": ("FOLEY_VIDEO", {"tooltip": "motion_onsets: the video whose motion gives the onsets."}),
+                "clap_model": (verifier_files.clap_choices(), {"tooltip": "clap: a folder in models/clap."}),
+                "text": ("STRING", {"default": "", "tooltip": "clap: the text; empty = the prompt."}),
+            },
+        }
+
+    def load(self, kind, weight, previous=None, envelope=None, target_audio=None, style=None, codec=None,
+             video=None, clap_model=verifier_files.NONE, text=""):
+        verifier = self._build(kind, float(weight), envelope, target_audio, style, codec, video, clap_model, text)
+        combined = combine(previous, verifier)
+        info = f"verifier: {combined.describe()}"
+        print(f"[Foley Imitator] {info}")
+        return {"ui": {"text": [info]}, "result": (combined,)}
+
+    @staticmethod
+    def _audio(audio, what):
+        if not isinstance(audio, dict) or "waveform" not in audio:
+            raise FoleyError(f"Foley Load Verifier: `{what}` is not an AUDIO value.")
+        return audio["waveform"][0], int(audio["sample_rate"])
+
+    def _build(self, kind, weight, envelope, target_audio, style, codec, video, clap_model, text):
+        if kind == "envelope":
+            if envelope is not None:
+                return EnvelopeVerifier(envelope, weight)
+            if target_audio is not None:
+                return EnvelopeVerifier.from_audio(*self._audio(target_audio, "target_audio"), weight=weight)
+            raise FoleyError("The envelope verifier needs a target: connect `envelope` (FOLEY_ENVELOPE) "
+                             "or `target_audio`.")
+        if kind == "timbre":
+            if target_audio is not None:
+                return TimbreVerifier.from_audio(*self._audio(target_audio, "target_audio"), weight=weight)
+            if style is not None:
+                if codec is None:
+                    raise FoleyError("The timbre verifier decodes the FOLEY_STYLE reference: connect the codec too.")
+                if style.mode != codec.mode:
+                    raise FoleyError(f"The reference was encoded for {style.mode} audio but the codec is "
+                                     f"{codec.mode}; use the codec it was encoded with.")
+                devices.load_to_device(codec.vae, codec.vocoder)
+                wave = reference_waveform(style, codec.vae.model, codec.vocoder.model)
+                return TimbreVerifier.from_audio(wave, codec.sample_rate, weight=weight)
+            raise FoleyError("The timbre verifier needs a reference: connect `style` + `codec`, or `target_audio`.")
+        if kind == "motion_onsets":
+            if video is None:
+                raise FoleyError("The motion_onsets verifier needs the video: connect `video` (Foley Load Video).")
+            return MotionOnsetVerifier.from_frames(video.sync_frames, float(SYNC_STREAM.fps), weight)
+        if kind == "clap":
+            return ClapVerifier(verifier_files.resolve_clap(clap_model), text or "", weight)
+        raise FoleyError(f"Unknown verifier kind {kind!r}; pick one of {', '.join(KINDS)}.")
+
+
+class FoleyGMDSSearch:
+    CATEGORY = host.CATEGORY + "/search"
+    FUNCTION = "search"
+    RETURN_TYPES = ("LATENT", "STRING", "IMAGE")
+    RETURN_NAMES = ("latent", "trace", "plot")
+    DESCRIPTION = ("Gaussian Mixture Diffusion Search (AvSyncDiff Algorithm 1): samples a population of "
+                   "noises, keeps the better of a β_small and a β_large perturbation of each for several "
+                   "rounds, and returns the best latent under the verifier. Costs population × (1 + 2 × "
+                   "rounds) sampler runs, each round in one batch. One backbone window (no long videos).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("FOLEY_MODEL",),
+                "features": ("FOLEY_FEATURES",),
+                "codec": ("FOLEY_CODEC", {"tooltip": "Decodes every candidate for the verifier."}),
+                "verifier": ("FOLEY_VERIFIER",),
+                "seed": ("INT", {"default": 42, "min": 0, "max": 0xFFFFFFFFFFFFFFFF}),
+                "steps": ("INT", {"default": 25, "min": 1, "max": 500}),
+                "cfg": ("FLOAT", {"default": 4.5, "min": 0.0, "max": 30.0, "step": 0.1}),
+                "duration": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 600.0, "step": 0.01,
+                                       "tooltip": "Seconds to generate; 0 = the video's duration."}),
+                "population": ("INT", {"default": gmds.DEFAULT_POPULATION, "min": 1, "max": 32}),
+                "rounds": ("INT", {"default": gmds.DEFAULT_ROUNDS, "min": 0, "max": 50}),
+                "beta_small": ("FLOAT", {"default": gmds.DEFAULT_BETA_SMALL, "min": 0.0, "max": 0.999, "step": 0.01,
+                                         "tooltip": "β of the broad move (keeps a β share of the member)."}),
+                "beta_large": ("FLOAT", {"default": gmds.DEFAULT_BETA_LARGE, "min": 0.0, "max": 0.999, "step": 0.01,
+                                         "tooltip": "β of the local move; must be larger than beta_small."}),
+            },
+            "optional": {
+                "style": ("FOLEY_STYLE", {"tooltip": "A reference from Foley Style Encode (latent prompting)."}),
+                "window_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 30.0, "step": 0.5,
+                                             "tooltip": "Backbone window; 0 = the network's own."}),
+            },
+        }
+
+    def search(self, model, features, codec, verifier, seed, steps, cfg, duration, population, rounds,
+               beta_small, beta_large, style=None, window_seconds=0.0):
+        gmds.check_settings(population, rounds, beta_small, beta_large)
+        mode = model.mode or codec.mode
+        if codec.latent_dim != model.network.config.latent_dim or codec.mode != mode:
+            raise FoleyError(f"The codec ({codec.files[0]}, {codec.mode}, {codec.latent_dim} channels) does not "
+                             f"match the flow network ({mode}, {model.network.config.latent_dim}); use matching files.")
+        if style is not None and style.mode != mode:
+            raise FoleyError(f"The reference was encoded for {style.mode} audio but the model makes {mode}.")
+        window_s = window_seconds if window_seconds and window_seconds > 0 else model.window_s
+        total_s = duration if duration and duration > 0 else features.duration_s
+        sample_rate, hop = audio_mode_settings(mode)
+        prompt_s = 0.0 if style is None else style.prompt_length * 2 * hop / sample_rate
+        if total_s + prompt_s > window_s + 1e-6:
+            raise FoleyError(f"GMDS Search searches the noise of one {window_s:g} s backbone window, but "
+                             f"{total_s:.2f} s" + (f" after a {prompt_s:.2f} s reference prompt" if prompt_s else "")
+                             + " does not fit in it; lower the duration or use the Flow Sampler.")
+        device = devices.load_to_device(model.patcher, codec.vae, codec.vocoder)
+        total = gmds.gmds_evaluations(population, rounds)
+        report = host.progress_reporter(total)
+        done = {"n": 0}
+
+        def on_step(k, n_steps, x, x1_estimate):  # lets Cancel stop mid-batch
+            report(done["n"], total)
+
+        def on_progress(evaluations, total_now):
+            done["n"] = evaluations
+            report(evaluations, total_now)
+
+        sampler = make_sampler(model.network, features, mode, steps=steps, cfg_strength=cfg, duration_s=duration,
+                               reference=style, device=device, callback=on_step)
+        total_s = sampler.lengths.duration_s
+        n_samples = int(round(total_s * sample_rate))
+        scorer = make_scorer(codec.vae.model, codec.vocoder.model, verifier, codec.sample_rate, n_samples,
+                             VerifierContext(duration_s=total_s, prompt=features.prompt))
+        result = gmds.gmds_search(sampler, scorer, sampler.noise_shape, population=population, rounds=rounds,
+                                  beta_small=beta_small, beta_large=beta_large, seed=seed,
+                                  progress=on_progress, interrupt=lambda: report(done["n"], total))
+        trace = {**result.to_json(), "verifier": verifier.describe(), "seed": int(seed), "population": population,
+                 "rounds": rounds, "beta_small": beta_small, "beta_large": beta_large, "steps": steps}
+        info = {"duration_s": float(total_s), "sample_rate": sample_rate, "mode": mode, "samples": n_samples,
+                "hop": hop, "seed": int(seed), "variant": model.variant, "windows": 1,
+                "reference": None if style is None else style.describe(), "plan": None,
+                "search": {"method": "gmds", "best_score": result.best_score, "evaluations": result.evaluations}}
+        latent = {"samples": result.best_latent.transpose(1, 2).to(devices.output_device()),  # [1, C, N]
+                  "type": "audio", LATENT_KEY: info}
+        summary = (f"GMDS: best score {result.best_score:.4f} after {result.evaluations} evaluations "
+                   f"({verifier.describe()})")
+        print(f"[Foley Imitator] {summary}")
+        return {"ui": {"text": [summary]},
+                "result": (latent, json.dumps(trace), to_comfy_image(plot_trace(result.trace)))}
+
+
+NODE_CLASS_MAPPINGS = {
+    "FoleyLoadVerifier": FoleyLoadVerifier,
+    "FoleyGMDSSearch": FoleyGMDSSearch,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "FoleyLoadVerifier": "Foley Load Verifier (GMDS score)",
+    "FoleyGMDSSearch": "Foley GMDS Search (test-time noise search)",
+}

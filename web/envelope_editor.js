@@ -469,7 +469,7 @@ class EnvelopeEditor {
     root.className = "foley-envelope-editor";
     // Absolute layout only: the legacy UI rewrites the element's `display` and `position` on each
     // frame (both stay "positioned"), so a flex layout on it would not survive.
-    Object.assign(root.style, { position: "relative", width: "100%" });
+    Object.assign(root.style, { position: "relative", width: "100%", height: "100%" });
 
     const bar = document.createElement("div");
     Object.assign(bar.style, {

@@ -20,6 +20,12 @@ def _placement(module) -> torch.Tensor:
 @torch.inference_mode()
 def latents_to_mel(vae, latents: torch.Tensor) -> torch.Tensor:
     """(B, N, C) channel-last latents → log-mel (B, n_mels, 2N) in the VAE's dtype."""
+    return latents_to_mel_differentiable(vae, latents)
+
+
+def latents_to_mel_differentiable(vae, latents: torch.Tensor) -> torch.Tensor:
+    """`latents_to_mel` without inference mode: gradients flow back to `latents` when grad is
+    enabled (training-free guidance, controls/guidance.py)."""
     if latents.shape[-1] != vae.cfg.embed_dim:
         raise FoleyError(
             f"These latents have {latents.shape[-1]} channels but the VAE expects "

@@ -10,7 +10,7 @@ import torch
 from .errors import FoleyError
 from .features import VisualFeatures
 from .models.mmaudio.sequence import MIN_DURATION_S, SequenceLengths, sequence_lengths
-from .sampling.flow import StepCallback, draw_noise, generate_latents
+from .sampling.flow import StepCallback, VelocityHook, draw_noise, generate_latents
 
 MAX_BATCH = 64
 
@@ -38,8 +38,11 @@ def plan_lengths(features: VisualFeatures, mode: str, requested_s: float) -> Seq
 
 @torch.no_grad()
 def generate(network, features: VisualFeatures, mode: str, settings: GenerationSettings, *,
-             device: torch.device, callback: Optional[StepCallback] = None) -> tuple[torch.Tensor, SequenceLengths]:
-    """Sample latents (B, N, C), un-normalised, float32 on `device`."""
+             device: torch.device, callback: Optional[StepCallback] = None,
+             velocity_hook: Optional[VelocityHook] = None) -> tuple[torch.Tensor, SequenceLengths]:
+    """Sample latents (B, N, C), un-normalised, float32 on `device`.
+
+    `velocity_hook` (sampling/flow.py), e.g. envelope/layout guidance; None = plain sampling."""
     if not 1 <= settings.batch_size <= MAX_BATCH:
         raise FoleyError(f"batch_size must be between 1 and {MAX_BATCH}.")
     lengths = plan_lengths(features, mode, settings.duration_s)
@@ -55,5 +58,5 @@ def generate(network, features: VisualFeatures, mode: str, settings: GenerationS
     latents = generate_latents(
         network, x0, prepare(clip_f), prepare(sync_f), prepare(features.text_f),
         negative_text_f=prepare(features.negative_text_f), steps=settings.steps,
-        cfg_strength=settings.cfg_strength, callback=callback)
+        cfg_strength=settings.cfg_strength, callback=callback, velocity_hook=velocity_hook)
     return latents.float(), lengths

@@ -25,7 +25,7 @@ from .features import VisualFeatures
 from .generation import MAX_BATCH, GenerationSettings
 from .models.mmaudio.sequence import (MIN_DURATION_S, SYNC_FPS, SYNC_SEGMENT_STRIDE, SYNC_TOKENS_PER_SEGMENT,
                                       SequenceLengths, audio_mode_settings, sequence_lengths)
-from .sampling.flow import StepCallback
+from .sampling.flow import StepCallback, VelocityHook
 from .sampling.latent_prompt import generate_with_prompt
 
 GRID_S = SYNC_SEGMENT_STRIDE / SYNC_FPS  # 0.32 s: one Synchformer segment stride
@@ -153,12 +153,15 @@ def _reference_latent(reference) -> Optional[torch.Tensor]:
 def generate_long(network, features: VisualFeatures, mode: str, settings: GenerationSettings, *,
                   window_s: float = 8.0, overlap_s: float = 1.0, reference=None, device: torch.device,
                   callback: Optional[StepCallback] = None,
-                  progress: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, LongPlan]:
+                  progress: Optional[ProgressCallback] = None,
+                  velocity_hook: Optional[VelocityHook] = None) -> tuple[torch.Tensor, LongPlan]:
     """Latents (B, N_total, C), un-normalised float32, for the whole video, and the window plan.
 
     Window k uses seed + k. `callback` is the per-step sampler callback of every window (raise
     to stop); `progress(done_windows, total_windows)` runs after each window. A video that fits
     one window (and no reference) gives exactly `generation.generate`'s latents.
+    `velocity_hook` is used in every window; a hook with a `for_window(prompt_latents, start_s)`
+    method (guidance towards a whole-video target) is re-aimed at each window's span first.
     """
     if not 1 <= settings.batch_size <= MAX_BATCH:
         raise FoleyError(f"batch_size must be between 1 and {MAX_BATCH}.")
@@ -177,9 +180,12 @@ def generate_long(network, features: VisualFeatures, mode: str, settings: Genera
         else:  # the tail of what is already generated (un-normalised; re-normalised inside)
             prompt = out[:, window.start - window.prompt:window.start]
         run = dataclasses.replace(settings, seed=settings.seed + window.index, duration_s=0.0)
+        hook = velocity_hook
+        if hook is not None and hasattr(hook, "for_window"):
+            hook = hook.for_window(prompt.shape[1], window.start / (plan.sample_rate / plan.hop / 2))
         out[:, window.start:window.end] = generate_with_prompt(
             network, window_features(features, window), mode, run, prompt, device, callback,
-            target_lengths=window.target)
+            target_lengths=window.target, velocity_hook=hook)
         if progress is not None:
             progress(window.index + 1, len(plan.windows))
     return out, plan

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+from ..foley_core.controls.guidance import ControlGuidance
 from ..foley_core.decoding import finish_waveform, latents_to_mel, mel_to_waveform
 from ..foley_core.errors import FoleyError
 from ..foley_core.features import encode_visual
@@ -83,11 +84,21 @@ class FoleyFlowSampler:
                                                         "generated in windows that continue each other."}),
                 "overlap_seconds": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 4.0, "step": 0.1,
                                               "tooltip": "How much of the previous window prompts the next."}),
+                "envelope": ("FOLEY_ENVELOPE", {"tooltip": "Steer loudness over time towards this envelope "
+                                                           "(training-free guidance; needs the codec)."}),
+                "layout": ("FOLEY_LAYOUT", {"tooltip": "Steer towards this audio layout (guidance; needs the codec)."}),
+                "control_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 20.0, "step": 0.1,
+                                               "tooltip": "Guidance strength for envelope/layout; 0 = off."}),
+                "control_start": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                                            "tooltip": "First guided step, as a fraction of the steps."}),
+                "control_end": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                                          "tooltip": "Guidance stops at this fraction of the steps."}),
             },
         }
 
     def sample(self, model, features, seed, steps, cfg, duration, batch_size, codec=None, style=None,
-               window_seconds=0.0, overlap_seconds=1.0):
+               window_seconds=0.0, overlap_seconds=1.0, envelope=None, layout=None, control_strength=1.0,
+               control_start=0.0, control_end=1.0):
         window_seconds = window_seconds if window_seconds and window_seconds > 0 else model.window_s
         mode = model.mode or (codec.mode if codec is not None else None)
         if mode is None:
@@ -117,13 +128,16 @@ class FoleyFlowSampler:
         def on_step(k, total, x, x1_estimate):
             report(next(steps_done), steps * n_windows, self._preview(network, codec, x1_estimate))
 
+        guidance = self._guidance(codec, network, envelope, layout, control_strength, control_start,
+                                  control_end, steps)
         plan = None
         if windowed:
             latents, plan = generate_long(network, features, mode, settings, window_s=window_seconds,
                                           overlap_s=overlap_seconds, reference=style, device=device,
-                                          callback=on_step)
+                                          callback=on_step, velocity_hook=guidance)
         else:
-            latents, lengths = generate(network, features, mode, settings, device=device, callback=on_step)
+            latents, lengths = generate(network, features, mode, settings, device=device, callback=on_step,
+                                        velocity_hook=guidance)
             total_s = lengths.duration_s
         sample_rate, hop = audio_mode_settings(mode)
         info = {
@@ -132,10 +146,29 @@ class FoleyFlowSampler:
             "variant": model.variant, "windows": n_windows,
             "reference": None if style is None else style.describe(),
             "plan": plan,  # decode_long needs the window layout to crossfade the seams
+            "control": None if guidance is None else {
+                "envelope": envelope is not None, "layout": layout is not None, "strength": control_strength,
+                "steps": f"{control_start:g}-{control_end:g}", "gradient": guidance.gradient},
         }
         latent = {"samples": latents.transpose(1, 2).to(devices.output_device()),  # [B, C, N]
                   "type": "audio", LATENT_KEY: info}
         return (latent,)
+
+    @staticmethod
+    def _guidance(codec, network, envelope, layout, strength, start, end, steps):
+        """Envelope/layout guidance (foley_core/controls/guidance.py), or None when not asked for."""
+        if envelope is None and layout is None:
+            return None
+        if codec is None:
+            raise FoleyError("Envelope/layout control decodes the sampler's estimates to a spectrogram: "
+                             "connect the codec input of the sampler (the VAE that matches the model).")
+        if not start < end:
+            raise FoleyError(f"control_start ({start}) must be below control_end ({end}); set control_strength "
+                             "to 0 to switch the control off.")
+        if strength == 0:
+            return None
+        return ControlGuidance(codec.vae.model, network, envelope=envelope, layout=layout, strength=strength,
+                               start=start, end=end, steps=steps)
 
     @staticmethod
     def _preview(network, codec, x1_estimate):

@@ -17,6 +17,11 @@ StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
 # there (k = 0 ... steps - 1) and once more on the final state (k = steps, t = 1). Used for
 # inpainting-style constraints such as latent prompting (sampling/latent_prompt.py).
 StateHook = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+# velocity_hook(k, t_k, x, v) -> v: rewrites the velocity evaluated at step k before the Euler
+# update (and before the callback's clean-latent estimate). Used for training-free guidance
+# (controls/guidance.py). A hook with a `bind(velocity)` method is first given the sampler's CFG
+# velocity function v(x, t), so it can differentiate through the network if it wants to.
+VelocityHook = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 DEFAULT_STEPS = 25
 DEFAULT_CFG_STRENGTH = 4.5
@@ -80,20 +85,27 @@ class GuidedVelocity:
 def sample_euler(net: FlowNetwork, x0: torch.Tensor, conditions, uncond_conditions=None, *,
                  steps: int = DEFAULT_STEPS, cfg_strength: float = DEFAULT_CFG_STRENGTH,
                  callback: StepCallback | None = None,
-                 state_hook: StateHook | None = None) -> torch.Tensor:
+                 state_hook: StateHook | None = None,
+                 velocity_hook: VelocityHook | None = None) -> torch.Tensor:
     """Integrate from noise x0 (t=0) to data (t=1); returns the final *normalised* latent.
 
     After each step, `callback(k, steps, x, x1_estimate)` gets the new state and the clean-latent
     estimate x_k + (1 - t_k) * v_k (for previews); raising from it aborts sampling.
     `state_hook` (see StateHook) is applied before every velocity evaluation and to the final
     state, so the callback already sees the rewritten state; None = plain sampling.
+    `velocity_hook` (see VelocityHook) may replace each step's velocity; None = plain sampling,
+    bit for bit.
     """
     velocity = GuidedVelocity(net, conditions, uncond_conditions, cfg_strength, x0.shape[0])
+    if velocity_hook is not None and hasattr(velocity_hook, "bind"):
+        velocity_hook.bind(velocity)
     grid = time_grid(steps)
     x = x0 if state_hook is None else state_hook(0, grid[0], x0)
     for k in range(steps):
         t, dt = grid[k], grid[k + 1] - grid[k]
         v = velocity(x, t)
+        if velocity_hook is not None:
+            v = velocity_hook(k, t, x, v)
         x1_estimate = x + (1.0 - t) * v if callback is not None else None
         x = x + dt * v
         if state_hook is not None:
@@ -108,16 +120,17 @@ def generate_latents(net: FlowNetwork, x0: torch.Tensor, clip_f: torch.Tensor | 
                      sync_f: torch.Tensor | None, text_f: torch.Tensor | None, *,
                      negative_text_f: torch.Tensor | None = None, steps: int = DEFAULT_STEPS,
                      cfg_strength: float = DEFAULT_CFG_STRENGTH, callback: StepCallback | None = None,
-                     normalized: bool = False, state_hook: StateHook | None = None) -> torch.Tensor:
+                     normalized: bool = False, state_hook: StateHook | None = None,
+                     velocity_hook: VelocityHook | None = None) -> torch.Tensor:
     """Full sampling run from raw features. None clip/sync (text-only) or text use the empty features.
 
     The unconditional branch uses empty clip/sync and `negative_text_f` (or `empty_string_feat`).
     Returns the latent un-normalised with the net's statistics, or the sampler state if
-    `normalized`. `state_hook` is passed on to `sample_euler`.
+    `normalized`. `state_hook` and `velocity_hook` are passed on to `sample_euler`.
     """
     batch = x0.shape[0]
     conditions = net.preprocess_conditions(clip_f, sync_f, text_f).expand(batch)
     uncond = net.empty_conditions(batch, negative_text_f) if uses_guidance(cfg_strength) else None
     x1 = sample_euler(net, x0, conditions, uncond, steps=steps, cfg_strength=cfg_strength, callback=callback,
-                      state_hook=state_hook)
+                      state_hook=state_hook, velocity_hook=velocity_hook)
     return x1 if normalized else net.unnormalize(x1)

@@ -24,7 +24,7 @@ from ..errors import FoleyError
 from ..features import VisualFeatures
 from ..generation import MAX_BATCH, plan_lengths
 from ..models.mmaudio.sequence import SYNC_TOKENS_PER_SEGMENT, SequenceLengths
-from .flow import StepCallback, draw_noise, generate_latents
+from .flow import StepCallback, VelocityHook, draw_noise, generate_latents
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,12 @@ def sample_with_prompt(network, x0: torch.Tensor, prompt_normalized: torch.Tenso
                        clip_f: Optional[torch.Tensor], sync_f: Optional[torch.Tensor],
                        text_f: Optional[torch.Tensor], *, negative_text_f: Optional[torch.Tensor] = None,
                        steps: int, cfg_strength: float,
-                       callback: Optional[StepCallback] = None) -> torch.Tensor:
+                       callback: Optional[StepCallback] = None,
+                       velocity_hook: Optional[VelocityHook] = None) -> torch.Tensor:
     """Sample the whole window (B, N_p + N_t, C); returns the final *normalised* state.
 
-    x0 covers the whole window; clip_f/sync_f are the target's features only.
+    x0 covers the whole window; clip_f/sync_f are the target's features only. `velocity_hook`
+    sees the whole window's state and velocity.
     """
     if x0.shape[1] != window.latent or prompt_normalized.shape[1] != window.prompt:
         raise ValueError(f"noise {tuple(x0.shape)} / prompt {tuple(prompt_normalized.shape)} do not fit "
@@ -114,7 +116,7 @@ def sample_with_prompt(network, x0: torch.Tensor, prompt_normalized: torch.Tenso
     network.update_seq_lengths(window.latent, window.clip, window.sync)
     return generate_latents(network, x0, clip_w, sync_w, text_f, negative_text_f=negative_text_f,
                             steps=steps, cfg_strength=cfg_strength, callback=callback, normalized=True,
-                            state_hook=PromptReplacement(x0, prompt_normalized))
+                            state_hook=PromptReplacement(x0, prompt_normalized), velocity_hook=velocity_hook)
 
 
 def _check_prompt(network, prompt_latent: torch.Tensor, batch: int) -> None:
@@ -130,13 +132,14 @@ def _check_prompt(network, prompt_latent: torch.Tensor, batch: int) -> None:
 @torch.no_grad()
 def generate_with_prompt(network, features: VisualFeatures, mode: str, settings, prompt_latent: torch.Tensor,
                          device: torch.device, callback: Optional[StepCallback] = None, *,
-                         target_lengths: Optional[SequenceLengths] = None) -> torch.Tensor:
+                         target_lengths: Optional[SequenceLengths] = None,
+                         velocity_hook: Optional[VelocityHook] = None) -> torch.Tensor:
     """Target latents (B, N_t, C), un-normalised float32, continuing `prompt_latent`.
 
     prompt_latent: un-normalised VAE latent (1 or B, N_p, C), e.g. ReferenceStyle.prompt_latent or
     the tail of a previous window. The target duration comes from `settings`/`features` as in
     `generation.generate`, or from `target_lengths` (used by long generation). With N_p = 0 this
-    is `generate` exactly.
+    is `generate` exactly. `velocity_hook` (e.g. guidance) sees the whole [prompt | target] window.
     """
     if not 1 <= settings.batch_size <= MAX_BATCH:
         raise FoleyError(f"batch_size must be between 1 and {MAX_BATCH}.")
@@ -154,6 +157,6 @@ def generate_with_prompt(network, features: VisualFeatures, mode: str, settings,
     state = sample_with_prompt(
         network, x0, prompt, window, prepare(clip_f), prepare(sync_f), prepare(features.text_f),
         negative_text_f=prepare(features.negative_text_f), steps=settings.steps,
-        cfg_strength=settings.cfg_strength, callback=callback)
+        cfg_strength=settings.cfg_strength, callback=callback, velocity_hook=velocity_hook)
     return network.unnormalize(state[:, window.prompt:]).float()
 

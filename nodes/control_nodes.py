@@ -1,0 +1,136 @@
+"""RMS Predict and Layout Predict: temporal controls (an envelope, an audio layout) for the sampler."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import folder_paths
+import torch
+
+from ..foley_core.controls.envelope import ENVELOPE_SAMPLE_RATE, mono_resampled, rms_envelope
+from ..foley_core.controls.envelope_edit import (apply_envelope_edit, edited_envelope_from_scratch,
+                                                 parse_envelope_edit)
+from ..foley_core.controls.layout import LAYOUT_BANDS, LAYOUT_FRAME_RATE, audio_layout
+from ..foley_core.controls.motion_energy import motion_energy_envelope
+from ..foley_core.controls.plots import envelope_plot, layout_heatmap, widget_payload
+from ..foley_core.errors import FoleyError
+from ..foley_core.models.mel import MelConverter
+from ..foley_core.previews import to_comfy_image
+from . import host
+
+
+def _check_audio(audio, node: str) -> tuple:
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise FoleyError(f"{node}: `audio` is not an AUDIO value (a dict with waveform and sample_rate).")
+    waveform = audio["waveform"]
+    if waveform.ndim == 3 and waveform.shape[0] > 1:
+        print(f"[Foley Imitator] {node}: the AUDIO holds {waveform.shape[0]} clips; using the first.")
+    return (waveform[:1] if waveform.ndim == 3 else waveform), int(audio["sample_rate"])
+
+
+def _save_preview(image) -> dict:
+    """Write a PIL picture to the host's temp folder; the UI entry that shows it on the node."""
+    folder = Path(folder_paths.get_temp_directory())
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"foley_control_{uuid.uuid4().hex[:12]}.png"
+    image.save(folder / name, compress_level=1)
+    return {"filename": name, "subfolder": "", "type": "temp"}
+
+
+class FoleyRMSPredict:
+    CATEGORY = host.CATEGORY
+    FUNCTION = "predict"
+    OUTPUT_NODE = True  # shows the plot and feeds the envelope editor even when nothing is wired
+    RETURN_TYPES = ("FOLEY_ENVELOPE", "IMAGE")
+    RETURN_NAMES = ("envelope", "plot")
+    DESCRIPTION = (
+        "RMS envelope (Stable-V2A: 16 kHz, frame 512, hop 128 → 125 frames/s, smoothing 15, peak-"
+        "normalised) for the sampler's envelope guidance. From AUDIO: the exact extraction. From a "
+        "video alone: a motion-energy ESTIMATE (onset-emphasised frame differences, not the trained "
+        "RMS-Mapper, which this plugin does not ship yet). `edited_envelope` (JSON from the editor or "
+        "an API client) replaces or scales the result.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {},
+            "optional": {
+                "audio": ("AUDIO", {"tooltip": "Extract the envelope of this recording (wins over the video)."}),
+                "video": ("FOLEY_VIDEO", {"tooltip": "Thumbnails for the plot; the envelope source "
+                                                     "when no audio is connected (motion energy)."}),
+                "edited_envelope": ("STRING", {"default": "", "multiline": False,
+                                               "tooltip": '{"version": 1, "mode": "replace"|"scale", '
+                                                          '"points": [[time_s, value], ...]}; empty = no edit.'}),
+                "duration": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 600.0, "step": 0.01,
+                                       "tooltip": "Only for an envelope drawn from scratch (no audio, no "
+                                                  "video): its length in seconds."}),
+            },
+        }
+
+    def predict(self, audio=None, video=None, edited_envelope="", duration=0.0):
+        edit = parse_envelope_edit(edited_envelope)  # fail fast on malformed JSON
+        mel = None
+        if audio is not None:
+            waveform, rate = _check_audio(audio, "Foley RMS Predict")
+            predicted = rms_envelope(waveform, rate)
+            source = "audio"
+            mel = MelConverter("16k")(torch.from_numpy(mono_resampled(waveform, rate, ENVELOPE_SAMPLE_RATE)))
+        elif video is not None:
+            # The 25 fps Synchformer stack: the densest stream FoleyLoadVideo keeps.
+            predicted = motion_energy_envelope(video.sync_frames, float(video.stream_rates["sync"]),
+                                               video.duration_s)
+            source = "motion energy estimate"
+        elif edit is not None and edit.mode == "replace" and duration > 0:
+            predicted = edited_envelope_from_scratch(edit, duration, 125.0)
+            source = "drawn"
+        else:
+            raise FoleyError("Foley RMS Predict needs an `audio` or a `video` input (or a replace-mode "
+                             "edited_envelope with `duration` > 0 to draw one from scratch).")
+        envelope = apply_envelope_edit(predicted, edit)
+        edited = edit is not None
+        frames = video.preview if video is not None else None
+        picture = envelope_plot(envelope, frames=frames, mel=mel, original=predicted if edited else None)
+        print(f"[Foley Imitator] RMS Predict: {source}, {envelope.n_frames} frames at "
+              f"{envelope.frame_rate:g}/s ({envelope.duration:.2f} s){', edited' if edited else ''}")
+        ui = {"foley_envelope": [widget_payload(envelope, edited=edited)], "images": [_save_preview(picture)]}
+        return {"ui": ui, "result": (envelope, to_comfy_image(picture))}
+
+
+class FoleyLayoutPredict:
+    CATEGORY = host.CATEGORY
+    FUNCTION = "predict"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("FOLEY_LAYOUT", "IMAGE")
+    RETURN_NAMES = ("layout", "heatmap")
+    DESCRIPTION = (
+        "TiVA audio layout: the normalised 16 kHz mel (AudioLDM2 settings) area-resized to [frames, "
+        "bands] (default 5 bands, 10.2 frames/s = [102, 5] for 10 s), from AUDIO. The sampler steers "
+        "towards it by guidance. Predicting a layout from video (TiVA's CLIP-based predictor) is not "
+        "implemented yet.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "audio": ("AUDIO",),
+                "bands": ("INT", {"default": LAYOUT_BANDS, "min": 1, "max": 64,
+                                  "tooltip": "C: frequency bands of the layout (TiVA: 5)."}),
+                "frame_rate": ("FLOAT", {"default": LAYOUT_FRAME_RATE, "min": 0.5, "max": 100.0, "step": 0.1,
+                                         "tooltip": "Layout frames per second (TiVA: 102 per 10 s)."}),
+            },
+        }
+
+    def predict(self, audio, bands=LAYOUT_BANDS, frame_rate=LAYOUT_FRAME_RATE):
+        waveform, rate = _check_audio(audio, "Foley Layout Predict")
+        layout = audio_layout(waveform, rate, bands=bands, frame_rate=frame_rate)
+        picture = layout_heatmap(layout)
+        info = {"frames": layout.n_frames, "bands": layout.n_bands, "frame_rate": layout.frame_rate,
+                "duration_s": layout.duration}
+        return {"ui": {"foley_layout": [info], "images": [_save_preview(picture)]},
+                "result": (layout, to_comfy_image(picture))}
+
+
+NODE_CLASS_MAPPINGS = {"FoleyRMSPredict": FoleyRMSPredict, "FoleyLayoutPredict": FoleyLayoutPredict}
+NODE_DISPLAY_NAME_MAPPINGS = {"FoleyRMSPredict": "Foley RMS Predict (envelope)",
+                              "FoleyLayoutPredict": "Foley Layout Predict (TiVA audio layout)"}

@@ -148,7 +148,8 @@ class EnvelopeEditor {
     const typed = +this.node.widgets?.find((w) => w.name === "duration")?.value;
     if (typed > 0) return typed;
     const last = this.points.length ? this.points[this.points.length - 1][0] : 0;
-    return last > 0 ? last : DEFAULT_DURATION;
+    // Never shorter than the default: the axis must not shrink under a stroke being drawn.
+    return Math.max(DEFAULT_DURATION, last);
   }
 
   top() {
@@ -644,7 +645,11 @@ class EnvelopeEditor {
         const w = (this.lastWidth ?? editor.node.size[0]) - 20;
         const type = event.type;
         if (type === "pointerdown" || type === "mousedown") return editor.pointerDown(x, y, w, height, event.button);
-        if (type === "pointermove" || type === "mousemove") return editor.pointerMove(x, y, w, height);
+        if (type === "pointermove" || type === "mousemove") {
+          // LiteGraph only reports the release when it happens over the widget.
+          if (editor.drag && event.buttons === 0) return editor.pointerUp();
+          return editor.pointerMove(x, y, w, height);
+        }
         if (type === "pointerup" || type === "mouseup") return editor.pointerUp();
         return false;
       },

@@ -318,3 +318,33 @@ def test_loaded_workflow_restores_the_edit(ui):
     # The editor widget holds no value of its own: the JSON string is the only saved state.
     saved = next(n for n in workflow["nodes"] if n["type"] == NODE)
     assert json.dumps(edit) in saved["widgets_values"]
+
+
+def test_hosts_without_dom_widgets_get_a_canvas_drawn_editor(comfy_host, ui):
+    # LiteGraph front ends older than addDOMWidget: the editor is drawn and edited on the graph canvas.
+    # (LiteGraph copies LGraphNode's methods onto each registered node class: remove both.)
+    ui.js(f"delete LGraphNode.prototype.addDOMWidget;"
+          f" delete LiteGraph.registered_node_types['{NODE}'].prototype.addDOMWidget")
+    rms_id = ui.build_graph(ui.audio_file)
+    assert ui.js("__rms.widgets.at(-1).type") == "foley_envelope"
+    assert ui.page.locator(CANVAS).count() == 0
+    ui.page.wait_for_function("__rms.widgets.at(-1).last_y !== undefined")
+    # Client coordinates of the editor's plot area, through the graph canvas' transform.
+    left, top, width, height = ui.js("""(() => {
+        const w = __rms.widgets.at(-1), ds = app.canvas.ds, box = app.canvas.canvas.getBoundingClientRect();
+        const rect = __rms.foleyEnvelopeEditor.plotRect(__rms.size[0] - 20, 150);
+        const x = (__rms.pos[0] + 10 + rect.x + ds.offset[0]) * ds.scale + box.left;
+        const y = (__rms.pos[1] + w.last_y + 4 + rect.y + ds.offset[1]) * ds.scale + box.top;
+        return [x, y, rect.w * ds.scale, rect.h * ds.scale]; })()""")
+    ui.page.mouse.move(left + 0.3 * width, top + 0.8 * height)
+    ui.page.mouse.down()
+    ui.page.mouse.move(left + 0.6 * width, top + 0.2 * height, steps=10)
+    ui.page.mouse.up()
+    edit = json.loads(ui.value())
+    assert edit["mode"] == "replace" and len(edit["points"]) >= 5
+    values = [v for _, v in edit["points"]]
+    assert values[0] == pytest.approx(0.2, abs=0.03) and values[-1] == pytest.approx(0.8, abs=0.03)
+    # No run yet, so the time axis is the default 10 s: the stroke spans 3 s to 6 s.
+    assert edit["points"][0][0] == pytest.approx(3, abs=0.1) and edit["points"][-1][0] == pytest.approx(6, abs=0.1)
+    body, _ = ui.queue()
+    assert body["prompt"][str(rms_id)]["inputs"]["edited_envelope"] == ui.value()

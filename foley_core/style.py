@@ -1,8 +1,9 @@
 """Reference-audio style (FOLEY_STYLE): what a reference recording contributes to generation.
 
 Today: the VAE latent of a short segment (the latent prompt, AudioIM §2.1) and its time-pooled
-mean (the AC-Foley acoustic vector). The timbre (BEATs) and tempo (style conditioner) embeddings
-of AudioIM §2.2 are placeholders (None) until those encoders exist.
+mean (the AC-Foley acoustic vector), plus AudioIM §2.2's timbre (BEATs) and tempo (style
+conditioner) embeddings when those encoders are loaded. The embeddings and the acoustic vector
+reach the network through a trained style adapter (models/style_adapter.py).
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class ReferenceStyle:
         if missing:
             text += f"; not loaded: {', '.join(missing)}"
         if len(missing) < 2:
-            text += ("; the timbre/tempo embeddings are computed but steer generation only once a "
-                     "trained style adapter is loaded (none is available yet)")
+            text += ("; the timbre/tempo embeddings steer generation only through a style adapter "
+                     "(Foley Load Adapter → the sampler's adapter input)")
         return text
 
 

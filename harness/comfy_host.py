@@ -88,7 +88,7 @@ class ComfyHost:
     def prepare_folders(self) -> Path:
         """Create the private folders and the plugin link; returns the extra_model_paths.yaml."""
         for folder in (self.input_dir, self.output_dir, self.temp_dir, self.models_dir / "mmaudio",
-                       self.models_dir / "foley_style"):
+                       self.models_dir / "foley_style", self.models_dir / "foley_adapters"):
             folder.mkdir(parents=True, exist_ok=True)
         nodes_dir = self.work_dir / "custom_nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +103,7 @@ class ComfyHost:
             "  custom_nodes: custom_nodes\n"
             "  mmaudio: models/mmaudio\n"
             "  foley_style: models/foley_style\n"
+            "  foley_adapters: models/foley_adapters\n"
         )
         return config
 

@@ -1,5 +1,5 @@
-"""Model folders (`models/mmaudio`, `models/foley_style`): registered with the host, listed, and
-resolved safely."""
+"""Model folders (`models/mmaudio`, `models/foley_style`, `models/foley_adapters`): registered with
+the host, listed, and resolved safely."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from ..foley_core.errors import CheckpointError
 
 FOLDER = "mmaudio"  # the MMAudio backbone: networks, VAEs, vocoders, CLIP, Synchformer
 STYLE_FOLDER = "foley_style"  # reference-audio encoders: BEATs, the style conditioner, MERT
+ADAPTER_FOLDER = "foley_adapters"  # trained style adapters (the global style path)
 EXTENSIONS = {".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".sft"}
 
 
 def register() -> None:
-    for folder in (FOLDER, STYLE_FOLDER):
+    for folder in (FOLDER, STYLE_FOLDER, ADAPTER_FOLDER):
         _register(folder)
 
 

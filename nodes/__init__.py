@@ -2,6 +2,7 @@
 
 from ..model_loaders import folders
 from . import audio_nodes, generation_nodes, loader_nodes, mux_nodes, video_nodes
+from . import adapter_nodes
 from . import control_nodes
 from . import search_nodes
 
@@ -13,5 +14,8 @@ for _module in (video_nodes, audio_nodes, loader_nodes, generation_nodes, mux_no
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
 for _module in (control_nodes,):  # temporal controls (issue #6)
+    NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
+for _module in (adapter_nodes,):  # style adapters (issue #5)
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)

@@ -11,6 +11,7 @@ from ..foley_core.features import encode_visual
 from ..foley_core.generation import GenerationSettings, generate
 from ..foley_core.long_generation import decode_long, generate_long, plan_long_generation
 from ..foley_core.style import add_style_embeddings, encode_reference
+from ..foley_core.models.style_adapter import apply_style
 from ..foley_core.models.mmaudio.sequence import audio_mode_settings
 from ..foley_core.previews import latent_image, spectrogram_image, to_comfy_image
 from ..model_loaders import devices
@@ -78,6 +79,9 @@ class FoleyFlowSampler:
                 "codec": ("FOLEY_CODEC", {"tooltip": "For spectrogram previews (and custom nets' audio rate)."}),
                 "style": ("FOLEY_STYLE", {"tooltip": "A reference from Foley Style Encode: the sound "
                                                      "continues it (latent prompting)."}),
+                "adapter": ("FOLEY_ADAPTER", {"tooltip": "A trained style adapter (Foley Load Adapter): the "
+                                                         "reference's embeddings also steer the global "
+                                                         "condition. Needs the style input."}),
                 "window_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 30.0, "step": 0.5,
                                              "tooltip": "Backbone window; 0 = the length the network was "
                                                         "trained on (8 s for MMAudio). Longer videos are "
@@ -98,7 +102,7 @@ class FoleyFlowSampler:
 
     def sample(self, model, features, seed, steps, cfg, duration, batch_size, codec=None, style=None,
                window_seconds=0.0, overlap_seconds=1.0, envelope=None, layout=None, control_strength=1.0,
-               control_start=0.0, control_end=1.0):
+               control_start=0.0, control_end=1.0, adapter=None):
         window_seconds = window_seconds if window_seconds and window_seconds > 0 else model.window_s
         mode = model.mode or (codec.mode if codec is not None else None)
         if mode is None:
@@ -112,7 +116,9 @@ class FoleyFlowSampler:
             raise FoleyError(f"The reference was encoded for {style.mode} audio but the model makes "
                              f"{mode}; encode it with this model's codec.")
         device = devices.load_to_device(model.patcher, codec.vae if codec is not None else None)
-        network = model.network
+        # The global style path: F_style rides on the conditional branch only (models/style_adapter.py).
+        network = apply_style(model.network, adapter.adapter if adapter is not None else None, style,
+                              f"Style adapter {adapter.file_name}" if adapter is not None else "")
         settings = GenerationSettings(seed, steps, cfg, duration, batch_size)
         total_s = duration if duration and duration > 0 else features.duration_s
         # One window, no reference: plain MMAudio sampling. Otherwise windows that prompt each other.
@@ -145,6 +151,7 @@ class FoleyFlowSampler:
             "samples": int(round(total_s * sample_rate)), "hop": hop, "seed": int(seed),
             "variant": model.variant, "windows": n_windows,
             "reference": None if style is None else style.describe(),
+            "adapter": f"active: {adapter.describe()}" if adapter is not None else "none (no style adapter)",
             "plan": plan,  # decode_long needs the window layout to crossfade the seams
             "control": None if guidance is None else {
                 "envelope": envelope is not None, "layout": layout is not None, "strength": control_strength,

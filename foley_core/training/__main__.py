@@ -1,4 +1,5 @@
-"""Command line: `python -m foley_core.training {extract,train,export} ...` (see docs/training.md).
+"""Command line: `python -m foley_core.training {extract,train,export,references,train-adapter,export-adapter} ...`
+(see docs/training.md; the style-adapter commands are described in training/adapter.py).
 
 Multi-process training: `python -m torch.distributed.run --nproc_per_node N -m foley_core.training train ...`.
 """
@@ -42,6 +43,30 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", required=True, help="output .safetensors file")
     exp.add_argument("--ema", action="store_true", help="export the EMA weights (recommended)")
     exp.add_argument("--fp16", action="store_true", help="store fp16 (half the size)")
+
+    ref = sub.add_parser("references", help="encode reference segments of every clip (style adapter)")
+    ref.add_argument("--features", required=True, help="feature folder from `extract` (written into)")
+    ref.add_argument("--vae", required=True, help="the VAE the features were extracted with")
+    ref.add_argument("--sources", help="folder of longer recordings <clip stem>.wav for stage-2 segments")
+    ref.add_argument("--segment", type=float, default=2.0, help="seconds per reference segment")
+    ref.add_argument("--per-stage", type=int, default=4, help="segments per clip and stage")
+    ref.add_argument("--beats", help="BEATs checkpoint (adds the timbre embedding)")
+    ref.add_argument("--tempo", help="style-conditioner weights (adds the tempo embedding; needs --mert)")
+    ref.add_argument("--mert", help="MERT-v1-95M weights for --tempo")
+    ref.add_argument("--seed", type=int, default=0)
+
+    ta = sub.add_parser("train-adapter", help="train a style adapter on a frozen backbone")
+    ta.add_argument("--features", required=True, help="feature folder with references.safetensors")
+    ta.add_argument("--config", help="AdapterTrainConfig JSON; not needed with --resume")
+    ta.add_argument("--out", required=True, help="run folder")
+    ta.add_argument("--resume", action="store_true")
+    ta.add_argument("--stop-at", type=int)
+    ta.add_argument("--device", default="auto")
+
+    ea = sub.add_parser("export-adapter", help="write the adapter for ComfyUI/models/foley_adapters/")
+    ea.add_argument("--run", required=True)
+    ea.add_argument("--out", required=True, help="output .safetensors file")
+    ea.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
     return parser
 
 
@@ -63,6 +88,33 @@ def main(argv: list[str] | None = None) -> int:
                         device=args.device)
         if int(summary["world_size"]) == 1 or _is_rank0():
             print(f"stopped at step {summary['step']}; run folder {args.out}")
+    elif args.command == "references":
+        from ..models import builders
+        from .adapter import extract_references
+
+        encoders = {}
+        if args.beats:
+            encoders["timbre_encoder"] = builders.build_beats(Path(args.beats))
+        if args.tempo:
+            if not args.mert:
+                raise SystemExit("--tempo needs --mert (the style conditioner's frozen audio features)")
+            encoders["tempo_conditioner"] = builders.build_style_conditioner(Path(args.tempo))
+            encoders["mert"] = builders.build_mert(Path(args.mert))
+        extract_references(args.features, builders.build_vae(Path(args.vae)), segment_s=args.segment,
+                           per_stage=args.per_stage, sources_dir=args.sources, seed=args.seed,
+                           vae_file=Path(args.vae).name, **encoders)
+    elif args.command == "train-adapter":
+        from .adapter import AdapterTrainConfig, train_adapter
+
+        config = AdapterTrainConfig.load(args.config) if args.config else None
+        summary = train_adapter(args.features, config, args.out, resume=args.resume, stop_at=args.stop_at,
+                                device=args.device)
+        if int(summary["world_size"]) == 1 or _is_rank0():
+            print(f"stopped at step {summary['step']}; run folder {args.out}")
+    elif args.command == "export-adapter":
+        from .adapter import export_adapter
+
+        print(f"wrote {export_adapter(args.run, args.out, use_ema=not args.raw)}")
     else:
         from .export import export_network
 

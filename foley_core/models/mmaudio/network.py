@@ -6,6 +6,7 @@ Build cheaply for shape checks with `with torch.device("meta"): MMAudioNetwork(c
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Optional
 
 import torch
 from torch import nn
@@ -30,6 +31,9 @@ class FlowConditions:
     text_f: torch.Tensor  # (B, T, D) projected text stream
     clip_f_c: torch.Tensor  # (B, D) pooled clip condition
     text_f_c: torch.Tensor  # (B, D) pooled text condition
+    # (B, D) added to global_c after the global MLP (a style adapter's output); None = nothing.
+    # Not a network weight, so the official key layout is untouched.
+    extra_global: Optional[torch.Tensor] = None
 
     @property
     def batch_size(self) -> int:
@@ -43,15 +47,28 @@ class FlowConditions:
             raise ValueError(f"cannot broadcast conditions of batch {self.batch_size} to {batch_size}")
         return FlowConditions(**{f.name: _broadcast_batch(getattr(self, f.name), batch_size) for f in fields(self)})
 
+    def with_extra_global(self, extra: Optional[torch.Tensor]) -> "FlowConditions":
+        """A copy with `extra` (1 or B, D) as extra_global (None removes it)."""
+        if extra is not None:
+            extra = extra.to(device=self.clip_f_c.device, dtype=self.clip_f_c.dtype)
+            if extra.shape[0] != self.batch_size:
+                extra = _broadcast_batch(extra, self.batch_size) if extra.shape[0] == 1 else extra
+        return FlowConditions(**{**{f.name: getattr(self, f.name) for f in fields(self)}, "extra_global": extra})
+
     @staticmethod
     def concat(parts: list["FlowConditions"]) -> "FlowConditions":
         """Stack several condition sets along the batch (e.g. conditional + unconditional)."""
-        return FlowConditions(**{f.name: torch.cat([getattr(p, f.name) for p in parts], dim=0)
-                                 for f in fields(FlowConditions)})
+        out = {f.name: torch.cat([getattr(p, f.name) for p in parts], dim=0)
+               for f in fields(FlowConditions) if f.name != "extra_global"}
+        extras = [p.extra_global for p in parts]
+        # A part without an extra (e.g. CFG's unconditional branch: no style) adds exact zeros.
+        out["extra_global"] = None if all(e is None for e in extras) else torch.cat(
+            [torch.zeros_like(p.clip_f_c) if e is None else e for p, e in zip(parts, extras)], dim=0)
+        return FlowConditions(**out)
 
 
-def _broadcast_batch(tensor: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return tensor.expand(batch_size, *tensor.shape[1:])
+def _broadcast_batch(tensor: Optional[torch.Tensor], batch_size: int) -> Optional[torch.Tensor]:
+    return None if tensor is None else tensor.expand(batch_size, *tensor.shape[1:])
 
 
 def _time_vector(t: float | torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -156,10 +173,11 @@ class MMAudioNetwork(nn.Module):
                              "call update_seq_lengths() for this duration first")
 
     def preprocess_conditions(self, clip_f: torch.Tensor | None, sync_f: torch.Tensor | None,
-                              text_f: torch.Tensor | None) -> FlowConditions:
+                              text_f: torch.Tensor | None, extra_global: torch.Tensor | None = None) -> FlowConditions:
         """Project clip (B,Nc,clip_dim), sync (B,Ns,sync_dim), text (B,T,text_dim) features.
 
         A None stream is replaced by the learned empty feature (text: `empty_string_feat`).
+        `extra_global` (1 or B, hidden_dim), e.g. a style adapter's output, is added to global_c.
         """
         given = [f for f in (clip_f, sync_f, text_f) if f is not None]
         batch = max((f.shape[0] for f in given), default=1)
@@ -186,7 +204,7 @@ class MMAudioNetwork(nn.Module):
             text_f=text_h,
             clip_f_c=self.clip_cond_proj(clip_h.mean(dim=1)),
             text_f_c=self.text_cond_proj(text_h.mean(dim=1)),  # padding tokens included
-        )
+        ).with_extra_global(extra_global)
 
     def empty_conditions(self, batch_size: int, negative_text_f: torch.Tensor | None = None) -> FlowConditions:
         """Unconditional branch: empty clip/sync features, empty-string or negative-prompt text."""
@@ -201,6 +219,8 @@ class MMAudioNetwork(nn.Module):
                            conditions: FlowConditions) -> tuple[torch.Tensor, torch.Tensor]:
         """global_c (B,1,D) = t_embed(t) + global_cond_mlp(clip_c + text_c); extended_c = global_c + sync."""
         global_c = self.t_embed(t) + self.global_cond_mlp(conditions.clip_f_c + conditions.text_f_c)
+        if conditions.extra_global is not None:
+            global_c = global_c + conditions.extra_global
         global_c = global_c.unsqueeze(1)
         return global_c, global_c + conditions.sync_f
 
@@ -222,6 +242,7 @@ class MMAudioNetwork(nn.Module):
         return self.final_layer(x, global_c).to(latent.dtype)
 
     def forward(self, latent: torch.Tensor, t: float | torch.Tensor, clip_f: torch.Tensor | None,
-                sync_f: torch.Tensor | None, text_f: torch.Tensor | None) -> torch.Tensor:
+                sync_f: torch.Tensor | None, text_f: torch.Tensor | None,
+                extra_global: torch.Tensor | None = None) -> torch.Tensor:
         """Convenience: preprocess the conditions and predict the velocity in one call."""
-        return self.predict_flow(latent, t, self.preprocess_conditions(clip_f, sync_f, text_f))
+        return self.predict_flow(latent, t, self.preprocess_conditions(clip_f, sync_f, text_f, extra_global))

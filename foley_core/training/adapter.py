@@ -1,0 +1,448 @@
+"""Style-adapter training (the global style path, models/style_adapter.py) on a frozen backbone.
+
+    python -m foley_core.training references --features F --vae VAE [--sources DIR] ...
+    python -m foley_core.training train-adapter --features F --config adapter.json --out RUN
+    python -m foley_core.training export-adapter --run RUN --out adapter.safetensors
+
+`references` encodes reference segments of every clip once, into F/references.safetensors:
+- stage 1 (AC-Foley's first stage): segments inside the training target (the clip's first
+  `duration_s` seconds), so reference and target overlap;
+- stage 2: segments of the same recording that do not overlap the target (after it), read from
+  `--sources DIR/<clip stem>.wav|.mp4` when given (a longer recording of the clip), else from the
+  clip's own file. Clips without room for such a segment have none (training stage 2 skips them).
+Per segment: the AC-Foley acoustic vector (mean of the VAE posterior mean over the segment) and,
+when their encoders are given, the BEATs timbre and style-conditioner tempo embeddings — the
+exact functions Foley Style Encode uses (style.py), so training and use see the same inputs.
+
+Training: the backbone (any flow-network file) is frozen; only the adapter learns, with the
+unchanged flow-matching loss. Per sample the reference is dropped with `reference_dropout`
+(F_style = 0: the backbone's own no-reference behaviour), and the usual video/text dropouts
+apply, plus `clip_dropout` (CLIP features only → the learned empty ones, sync kept) so the adapter
+can be trained where the picture and caption do not already give the sound away. Same machinery
+as the network trainer: per-(seed, step, rank) noise, DistributedSampler order, EMA, exact resume.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+import torch.distributed as dist
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
+
+from ..errors import FoleyError
+from ..models import builders
+from ..models.style_adapter import PARTS, StyleAdapter, StyleAdapterConfig, load_adapter, save_adapter
+from .checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .ema import EMA
+from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target, step_generator
+from .loop import LOG_NAME, FINAL_NAME, _all_gather, _truncate_log, epoch_batches, lr_factor, \
+    setup_context, weights_digest
+from .shards import ShardDataset
+
+REFERENCES_NAME = "references.safetensors"
+STAGES = (1, 2)
+
+
+# ------------------------------------------------------------------------------ references
+def _segment_offsets(generator: torch.Generator, low: float, high: float, count: int) -> list[float]:
+    """`count` offsets spread over [low, high]: one random point per equal sub-range."""
+    if high < low:
+        return []
+    u = torch.rand(count, generator=generator).tolist()
+    width = (high - low) / count
+    return [round(low + width * (k + u[k]), 4) for k in range(count)]
+
+
+def _stage2_source(clip: dict, sources_dir: Optional[Path]) -> Path:
+    if sources_dir is not None:
+        stem = Path(clip["name"]).stem
+        for suffix in (".wav", ".flac", ".mp4", ".mov", ".mkv"):
+            candidate = sources_dir / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate
+    return Path(clip["source"])
+
+
+def extract_references(feature_dir: str | Path, vae, *, segment_s: float = 2.0, per_stage: int = 4,
+                       sources_dir: str | Path | None = None, seed: int = 0, timbre_encoder=None,
+                       tempo_conditioner=None, mert=None, vae_file: str = "",
+                       report: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write FEATURES/references.safetensors (see the module doc); returns its metadata.
+
+    Every segment is encoded on its own with `style.encode_reference` (+ `add_style_embeddings`),
+    exactly as Foley Style Encode encodes a user's reference. A `--sources` recording must start
+    where the clip starts (its first `duration_s` seconds are the target).
+    """
+    from ..media.audio import decode_audio_stream
+    from ..style import add_style_embeddings, encode_reference
+
+    feature_dir = Path(feature_dir)
+    dataset = ShardDataset(feature_dir)
+    duration, mode = dataset.duration_s, dataset.mode
+    if segment_s > duration:
+        raise FoleyError(f"reference segments of {segment_s} s do not fit the {duration} s targets")
+    sources = Path(sources_dir) if sources_dir else None
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    embed = timbre_encoder is not None or tempo_conditioner is not None
+    rows: dict[str, Any] = {}
+    stage2_clips = 0
+    for number, clip in enumerate(dataset.clips):
+        path = _stage2_source(clip, sources)
+        decoded = decode_audio_stream(path)
+        if decoded is None:
+            raise FoleyError(f"{clip['name']}: {path} has no audio to take reference segments from")
+        wave, rate = decoded
+        total = wave.shape[-1] / rate
+        offsets = {1: _segment_offsets(generator, 0.0, duration - segment_s, per_stage),
+                   2: _segment_offsets(generator, duration, total - segment_s, per_stage)}
+        for stage in STAGES:
+            values: dict[str, list[torch.Tensor]] = {}
+            for offset in offsets[stage]:
+                style = encode_reference(vae, wave, rate, mode, offset_s=offset, prompt_s=segment_s)
+                if embed:
+                    style = add_style_embeddings(style, wave, rate, timbre_encoder=timbre_encoder,
+                                                 tempo_conditioner=tempo_conditioner, mert=mert)
+                for part, value in (("acoustic", style.acoustic_vector), ("timbre", style.timbre_embedding),
+                                    ("tempo", style.tempo_embedding)):
+                    if value is not None:
+                        values.setdefault(part, []).append(value.reshape(-1).float())
+            count = len(offsets[stage])
+            valid = torch.zeros(per_stage, dtype=torch.bool)
+            valid[:count] = True
+            stage2_clips += int(stage == 2 and count > 0)
+            rows.setdefault(f"stage{stage}.valid", []).append(valid)
+            rows.setdefault(f"stage{stage}.offset_s", []).append(
+                torch.tensor(offsets[stage] + [-1.0] * (per_stage - count)))
+            for part, vectors in values.items():
+                rows.setdefault(f"stage{stage}.{part}", {})[number] = torch.stack(vectors)
+        if (number + 1) % 50 == 0:
+            report(f"references: {number + 1}/{len(dataset)} clips")
+    tensors = {}
+    for key, value in rows.items():
+        if isinstance(value, dict):  # per-clip stacks; clips without segments get zero rows
+            dim = next(iter(value.values())).shape[-1]
+            full = torch.zeros(len(dataset), per_stage, dim)
+            for number, vectors in value.items():
+                full[number, :len(vectors)] = vectors
+            tensors[key] = full
+        else:
+            tensors[key] = torch.stack(value).contiguous()
+    parts = [p for p in PARTS if f"stage1.{p}" in tensors]
+    meta = {"segment_s": segment_s, "per_stage": per_stage, "seed": seed, "parts": parts,
+            "dims": {p: int(tensors[f"stage1.{p}"].shape[-1]) for p in parts}, "vae": vae_file,
+            "sources": str(sources) if sources else None, "stage2_clips": stage2_clips,
+            "clips": [c["name"] for c in dataset.clips]}
+    tmp = feature_dir / (REFERENCES_NAME + ".tmp")
+    save_file(tensors, str(tmp), metadata={"references": json.dumps(meta)})
+    tmp.replace(feature_dir / REFERENCES_NAME)
+    report(f"wrote {REFERENCES_NAME}: {len(dataset)} clips, parts {parts}, "
+           f"{stage2_clips} with non-overlapping (stage 2) segments")
+    return meta
+
+
+def load_references(feature_dir: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    path = Path(feature_dir) / REFERENCES_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `python -m foley_core.training references` first")
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        meta = json.loads(handle.metadata()["references"])
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    return tensors, meta
+
+
+# ---------------------------------------------------------------------------------- config
+@dataclass
+class AdapterTrainConfig:
+    backbone: str = ""  # flow-network file (frozen)
+    stage: int = 1  # 1: reference overlaps the target; 2: non-overlapping segments of the clip
+    init_adapter: Optional[str] = None  # continue from an exported adapter (stage 2 after stage 1)
+    parts: list[str] = field(default_factory=lambda: ["acoustic"])
+    hidden_dim: int = 256
+    batch_size: int = 12
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 50
+    lr_schedule: str = "cosine"
+    min_lr_ratio: float = 0.1
+    steps: int = 1000
+    grad_clip: float = 1.0
+    ema_decay: float = 0.99
+    reference_dropout: float = 0.1
+    video_dropout: float = 0.0
+    clip_dropout: float = 0.0
+    text_dropout: float = 0.1
+    seed: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 25
+    num_workers: int = 0
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        self.parts = list(self.parts)
+        if not self.backbone:
+            raise ValueError("set 'backbone': the flow-network file the adapter is trained against")
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be 1 or 2, not {self.stage}")
+        unknown = set(self.parts) - set(PARTS)
+        if not self.parts or unknown:
+            raise ValueError(f"parts must be a non-empty subset of {PARTS}")
+        for name in ("reference_dropout", "video_dropout", "clip_dropout", "text_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a probability")
+        if min(self.steps, self.batch_size, self.checkpoint_every, self.log_every) < 1:
+            raise ValueError("steps, batch_size, checkpoint_every and log_every must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AdapterTrainConfig":
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown adapter config fields: {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AdapterTrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+# ------------------------------------------------------------------------------- objective
+class AdapterObjective(nn.Module):
+    """Flow-matching loss of the frozen backbone with F_style added to its global condition."""
+
+    def __init__(self, net, adapter: StyleAdapter):
+        super().__init__()
+        self.net = net
+        self.adapter = adapter
+        self._dropper = FlowMatchingObjective(net)
+
+    def forward(self, latent_mean, latent_std, clip_f, sync_f, text_f, noise, drop_clip, keep_reference,
+                **parts) -> torch.Tensor:
+        net = self.net
+        x1 = net.normalize(latent_mean + latent_std * noise.posterior_eps)
+        x_t, target = flow_target(noise.x0, x1, noise.t)
+        clip_f, sync_f, text_f = self._dropper.dropped_conditions(clip_f, sync_f, text_f,
+                                                                  noise.drop_video, noise.drop_text)
+        clip_f = torch.where(drop_clip.view(-1, 1, 1), net.empty_clip_feat.to(clip_f).expand_as(clip_f), clip_f)
+        style = self.adapter(keep=keep_reference, **parts)
+        velocity = net(x_t, noise.t, clip_f, sync_f, text_f, extra_global=style)
+        return F.mse_loss(velocity.float(), target.float())
+
+
+def _pick_references(tensors: dict[str, torch.Tensor], stage: int, parts: list[str], rows: torch.Tensor,
+                     u: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One valid segment per row (u in [0, 1) picks among the row's valid segments)."""
+    valid = tensors[f"stage{stage}.valid"][rows]  # (B, K)
+    count = valid.sum(1)
+    nth = torch.clamp((u * count).long(), max=(count - 1).clamp_min(0))
+    # Index of the nth True in each row.
+    ranks = valid.long().cumsum(1) - 1
+    choice = ((ranks == nth.view(-1, 1)) & valid).float().argmax(1)
+    return {p: tensors[f"stage{stage}.{p}"][rows, choice] for p in parts}
+
+
+def backbone_info(path: Path, built) -> dict[str, Any]:
+    cfg = built.network.config
+    return {"file": path.name, "variant": built.variant, "mode": built.mode, "hidden_dim": cfg.hidden_dim,
+            "latent_dim": cfg.latent_dim, "duration_s": built.trained_window_s}
+
+
+def build_adapter(config: AdapterTrainConfig, built, references: tuple[dict, dict], backbone_path: Path
+                  ) -> StyleAdapter:
+    tensors, meta = references
+    missing = [p for p in config.parts if p not in meta["parts"]]
+    if missing:
+        raise FoleyError(f"the references hold {meta['parts']} but the config asks for {config.parts}; "
+                         "extract them with the encoders of the missing parts")
+    dims = {f"{p}_dim": meta["dims"][p] for p in config.parts}
+    adapter = StyleAdapter(StyleAdapterConfig(width=built.network.config.hidden_dim, hidden_dim=config.hidden_dim,
+                                              backbone=backbone_info(backbone_path, built), **dims))
+    if config.init_adapter:
+        init, _ = load_adapter(config.init_adapter)
+        if init.config.to_dict() != adapter.config.to_dict():
+            raise FoleyError(f"init_adapter {config.init_adapter} has config {init.config.to_dict()}, "
+                             f"this run builds {adapter.config.to_dict()}")
+        adapter.load_state_dict(init.state_dict())
+    else:
+        for part in config.parts:  # standardise each input with the training references' statistics
+            valid = tensors[f"stage{config.stage}.valid"]
+            adapter.set_input_statistics(part, tensors[f"stage{config.stage}.{part}"][valid])
+    return adapter.requires_grad_(True).train()
+
+
+def train_adapter(feature_dir: str | Path, config: Optional[AdapterTrainConfig], run_dir: str | Path, *,
+                  resume: bool = False, stop_at: Optional[int] = None, device: str = "auto") -> dict[str, Any]:
+    """Train (or continue) an adapter; returns the summary written to RUNDIR/final.json."""
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    state = load_checkpoint(ckpt_path) if resume else None
+    if state is not None:
+        saved = AdapterTrainConfig.from_dict(state["config"])
+        if config is not None and config.to_dict() != saved.to_dict():
+            raise ValueError("--resume: the given config differs from the run's; omit --config")
+        config = saved
+    elif config is None:
+        raise ValueError("a new adapter run needs --config")
+    ctx = setup_context(device, deterministic=config.deterministic)
+    if state is not None and state["world_size"] != ctx.world_size:
+        raise ValueError(f"the run was made with {state['world_size']} processes; resume with the same")
+
+    dataset = ShardDataset(feature_dir)
+    references = load_references(feature_dir)
+    tensors, meta = references
+    if meta["clips"] != [c["name"] for c in dataset.clips]:
+        raise ValueError("references.safetensors does not belong to this feature folder; re-run `references`")
+    backbone_path = Path(config.backbone)
+    built = builders.build_network(backbone_path)
+    net = built.network
+    seq = dataset.index["seq"]
+    if dataset.shapes["latent_mean"][1] != net.config.latent_dim:
+        raise FoleyError(f"the features have {dataset.shapes['latent_mean'][1]} latent channels, the backbone "
+                         f"{backbone_path.name} {net.config.latent_dim}")
+    net.update_seq_lengths(seq["latent"], seq["clip"], seq["sync"])
+    # Stage 2 trains only on clips with a non-overlapping segment.
+    usable = tensors[f"stage{config.stage}.valid"].any(1).nonzero().flatten().tolist()
+    if not usable:
+        raise FoleyError(f"no clip has stage-{config.stage} reference segments (stage 2 needs recordings "
+                         "longer than the target: `references --sources`)")
+    row_of = {name: i for i, name in enumerate(meta["clips"])}
+
+    torch.manual_seed(config.seed)  # identical adapter initialisation on every rank
+    adapter = build_adapter(config, built, references, backbone_path)
+    if state is not None:
+        adapter.load_state_dict(state["adapter"])
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if state is None:
+            (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+    net.to(ctx.device)
+    adapter.to(ctx.device)
+    ema = EMA(adapter, config.ema_decay)
+    objective = AdapterObjective(net, adapter)
+    model = (DistributedDataParallel(objective, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
+                                     broadcast_buffers=False) if ctx.distributed else objective)
+    trainable = list(adapter.parameters())
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
+
+    step = epoch = position = 0
+    window = [0.0, 0]
+    if state is not None:
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, epoch, position = state["step"], state["epoch"], state["position"]
+        window = list(state["loss_window"])
+        restore_rng_state(state["rng"][ctx.rank])
+        if ctx.is_main:
+            _truncate_log(run_dir / LOG_NAME, step)
+    elif ctx.is_main:
+        (run_dir / LOG_NAME).write_text("")
+    del state
+
+    end = config.steps if stop_at is None else min(config.steps, stop_at)
+    batches_per_epoch = len(epoch_batches(len(usable), ctx, config, 0)) // config.batch_size
+    if batches_per_epoch == 0:
+        raise ValueError(f"{len(usable)} usable clips are fewer than batch_size × processes")
+
+    def save() -> None:
+        rng = _all_gather(ctx, capture_rng_state())
+        if ctx.is_main:
+            save_checkpoint(ckpt_path, {
+                "config": config.to_dict(), "kind": "adapter", "step": step, "epoch": epoch,
+                "position": position, "world_size": ctx.world_size, "adapter": adapter.state_dict(),
+                "adapter_config": json.dumps(adapter.config.to_dict()), "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "loss_window": window, "rng": rng, "references": json.dumps(
+                    {k: v for k, v in meta.items() if k != "clips"})})
+        if ctx.distributed:
+            dist.barrier()
+
+    started = time.time()
+    lengths = (seq["latent"], net.config.latent_dim)
+    while step < end:
+        indices = [usable[i] for i in epoch_batches(len(usable), ctx, config, epoch)][position * config.batch_size:]
+        loader = DataLoader(Subset(dataset, indices), batch_size=config.batch_size, shuffle=False,
+                            num_workers=config.num_workers)
+        for batch in loader:
+            generator = step_generator(config.seed, step, ctx.rank)
+            noise = draw_step_noise(generator, config.batch_size, *lengths, config.video_dropout,
+                                    config.text_dropout)
+            # Adapter-only draws come after the network trainer's, in a fixed order.
+            coins = torch.rand(config.batch_size, 3, generator=generator)
+            noise.drop_text |= ~batch["has_text"]
+            rows = torch.tensor([row_of[name] for name in batch["name"]])
+            parts = _pick_references(tensors, config.stage, config.parts, rows, coins[:, 2])
+            keep = coins[:, 0] >= config.reference_dropout
+            drop_clip = coins[:, 1] < config.clip_dropout
+            noise = noise.to(ctx.device)
+            inputs = [batch[k].to(ctx.device) for k in ("latent_mean", "latent_std", "clip_f", "sync_f", "text_f")]
+            loss = model(*inputs, noise, drop_clip.to(ctx.device), keep.to(ctx.device),
+                         **{p: v.to(ctx.device) for p, v in parts.items()})
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            ema.update(adapter)
+            step, position = step + 1, position + 1
+            if position >= batches_per_epoch:
+                epoch, position = epoch + 1, 0
+            reported = loss.detach().float()
+            if ctx.distributed:
+                dist.all_reduce(reported)
+                reported /= ctx.world_size
+            window = [window[0] + reported.item(), window[1] + 1]
+            if step % config.log_every == 0 and ctx.is_main:
+                entry = {"step": step, "loss": window[0] / window[1], "last_loss": reported.item(),
+                         "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "epoch": epoch,
+                         "elapsed_s": round(time.time() - started, 3)}
+                with open(run_dir / LOG_NAME, "a") as log:
+                    log.write(json.dumps(entry) + "\n")
+            if step % config.log_every == 0:
+                window = [0.0, 0]
+            if step % config.checkpoint_every == 0 or step == end:
+                save()
+            if step >= end or position == 0:
+                break
+
+    digests = _all_gather(ctx, {"adapter": weights_digest(adapter), "ema": weights_digest(ema.shadow)})
+    summary = {"step": step, "epoch": epoch, "position": position, "world_size": ctx.world_size,
+               "rank_digests": digests}
+    if ctx.is_main:
+        (run_dir / FINAL_NAME).write_text(json.dumps(summary, indent=1))
+    if ctx.distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
+
+
+def export_adapter(run_dir: str | Path, out_file: str | Path, *, use_ema: bool = True) -> Path:
+    """Write the run's (EMA) adapter as .safetensors + metadata (kind, inputs, dims, backbone)."""
+    ckpt = load_checkpoint(Path(run_dir) / CHECKPOINT_NAME)
+    if ckpt.get("kind") != "adapter":
+        raise ValueError(f"{run_dir} is not a style-adapter run (export networks with `export`)")
+    config = AdapterTrainConfig.from_dict(ckpt["config"])
+    adapter = StyleAdapter(StyleAdapterConfig.from_dict(json.loads(ckpt["adapter_config"])))
+    adapter.load_state_dict(ckpt["ema"] if use_ema else ckpt["adapter"])
+    training = {"stage": config.stage, "step": ckpt["step"], "weights": "ema" if use_ema else "model",
+                "reference_dropout": config.reference_dropout, "clip_dropout": config.clip_dropout,
+                "text_dropout": config.text_dropout, "video_dropout": config.video_dropout,
+                "init_adapter": Path(config.init_adapter).name if config.init_adapter else None,
+                "references": json.loads(ckpt["references"])}
+    return save_adapter(adapter, out_file, training)

@@ -1,0 +1,35 @@
+"""Foley Load Adapter: a trained style adapter (the global style path) for the Flow Sampler."""
+
+from __future__ import annotations
+
+from ..model_loaders import adapter_files
+from . import host
+
+
+class FoleyLoadAdapter:
+    CATEGORY = host.CATEGORY + "/loaders"
+    FUNCTION = "load"
+    RETURN_TYPES = ("FOLEY_ADAPTER",)
+    RETURN_NAMES = ("adapter",)
+    DESCRIPTION = ("Style adapter from models/foley_adapters (trained with `python -m foley_core.training "
+                   "train-adapter`): turns the reference's timbre/tempo/acoustic embeddings into a shift of "
+                   "the flow network's global condition. Connect it and a Foley Style Encode reference to "
+                   "the Flow Sampler.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"adapter": (adapter_files.choices(),)}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, adapter):
+        return True  # a name that is not installed gets a clear error (with the fix) when loading
+
+    def load(self, adapter):
+        handle = adapter_files.load_style_adapter(adapter)
+        text = "\n".join(line for line in (handle.describe(), handle.notes) if line)
+        print(f"[Foley Imitator] {text}")
+        return {"ui": {"text": [text]}, "result": (handle,)}
+
+
+NODE_CLASS_MAPPINGS = {"FoleyLoadAdapter": FoleyLoadAdapter}
+NODE_DISPLAY_NAME_MAPPINGS = {"FoleyLoadAdapter": "Foley Load Adapter (reference style)"}

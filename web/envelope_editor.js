@@ -142,14 +142,20 @@ class EnvelopeEditor {
     return this.node.widgets?.find((w) => w.name === VALUE_WIDGET) || null;
   }
 
-  duration() {
+  // The clip's length when known: the last run's, else the node's `duration` input (used to
+  // draw an envelope from scratch).
+  clipDuration() {
     if (this.prediction?.duration_s > 0) return this.prediction.duration_s;
-    // Before any run: the node's `duration` input (used to draw an envelope from scratch).
     const typed = +this.node.widgets?.find((w) => w.name === "duration")?.value;
-    if (typed > 0) return typed;
+    return typed > 0 ? typed : null;
+  }
+
+  // The time axis: the clip, widened to show points beyond it (an edit drawn before the first
+  // run, or loaded from another clip's workflow; the node clips them onto the clip). Strokes are
+  // clamped to the axis, so it never changes under a stroke being drawn.
+  duration() {
     const last = this.points.length ? this.points[this.points.length - 1][0] : 0;
-    // Never shorter than the default: the axis must not shrink under a stroke being drawn.
-    return Math.max(DEFAULT_DURATION, last);
+    return Math.max(this.clipDuration() ?? DEFAULT_DURATION, last);
   }
 
   top() {
@@ -363,6 +369,17 @@ class EnvelopeEditor {
     }
     this.paintGrid(ctx, rect);
     const duration = this.duration();
+    const clip = this.clipDuration();
+    if (clip && clip < duration) {
+      // Beyond the end of the clip: shown so those points can be seen and moved, but unused.
+      const x = this.toCanvas(rect, clip, 0)[0];
+      ctx.fillStyle = "rgba(0, 0, 0, 0.45)";
+      ctx.fillRect(x, rect.y, rect.x + rect.w - x, rect.h);
+      ctx.fillStyle = "#999";
+      ctx.font = "10px sans-serif";
+      ctx.textAlign = "right";
+      ctx.fillText("after the clip", rect.x + rect.w - 4, rect.y + rect.h - 4);
+    }
     const steps = Math.max(2, Math.round(rect.w));
     const trace = (fn) => {
       ctx.beginPath();

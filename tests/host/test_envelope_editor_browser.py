@@ -266,7 +266,9 @@ def test_drawn_edit_is_sent_with_the_prompt_and_applied(comfy_host, ui):
 
 def test_scale_mode_drag_slider_and_reset(comfy_host, ui):
     rms_id = ui.build_graph(ui.audio_file)
-    ui.canvas_box()
+    _, prompt_id = ui.queue()
+    duration = rms_output(comfy_host, prompt_id, rms_id)["foley_envelope"][0]["duration_s"]
+    ui.page.wait_for_function("!!__rms.foleyEnvelopeEditor.prediction")
     ui.page.select_option("select.foley-envelope-mode", "scale")
     assert ui.value() == ""  # switching mode alone is not an edit
 
@@ -276,7 +278,7 @@ def test_scale_mode_drag_slider_and_reset(comfy_host, ui):
     assert edit["mode"] == "scale" and len(edit["points"]) == 3
     t_click, m_click = ui.plot_fraction(0.5, 0.25)
     assert interpolate(edit["points"], t_click) == pytest.approx(m_click, abs=0.03)
-    assert edit["points"][0][1] == pytest.approx(1) and edit["points"][-1][1] == pytest.approx(1)
+    assert edit["points"][0] == pytest.approx([0, 1]) and edit["points"][-1] == pytest.approx([duration, 1])
 
     # Dragging that point down moves it (no new point) to ×0.5.
     ui.drag([(0.5, 0.25), (0.52, 0.5), (0.55, 0.68)])
@@ -295,6 +297,15 @@ def test_scale_mode_drag_slider_and_reset(comfy_host, ui):
     body, prompt_id = ui.queue()
     assert json.loads(body["prompt"][str(rms_id)]["inputs"]["edited_envelope"]) == doubled
     assert rms_output(comfy_host, prompt_id, rms_id)["foley_envelope"][0]["edited"] is True
+
+    # A right click on a point deletes it.
+    box = ui.canvas_box()
+    x, y = ui.js("""() => { const e = __rms.foleyEnvelopeEditor, c = e.canvas;
+        const [t, v] = e.points[1]; return e.toCanvas(e.plotRect(c.clientWidth, c.clientHeight), t, v); }""")
+    ui.page.mouse.click(box["x"] + x * box["width"] / ui.js(f"document.querySelector('{CANVAS}').clientWidth"),
+                        box["y"] + y * box["height"] / ui.js(f"document.querySelector('{CANVAS}').clientHeight"),
+                        button="right")
+    assert json.loads(ui.value())["points"] == [doubled["points"][0], doubled["points"][2]]
 
     ui.page.click("button.foley-envelope-reset")
     assert ui.value() == ""

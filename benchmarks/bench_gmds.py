@@ -1,0 +1,213 @@
+"""GMDS vs best-of-N at an equal number of sampler evaluations, on held-out synthetic clips.
+
+For every clip (foley_core.synthetic_foley, the seeds the synthetic benchmark holds out) the
+embedded model set generates audio from the clip's video; the verifier is envelope agreement
+(1 − E-L1) with the clip's TRUE soundtrack. Both searches get the same budget of sampler
+evaluations, E = N·(1 + 2T):
+- GMDS (AvSyncDiff Algorithm 1): population N, T rounds, β_s / β_l;
+- best-of-N: E independent noises, keep the best (sampled in batches of 2N, like GMDS's rounds).
+Reported over the clips (mean ± std, and the paired difference): the verifier score, and a
+held-out metric the search did not optimise — onset accuracy at 0.1 s against the true event
+times (metrics/onsets.py). Also the cost per candidate of evaluating a round's 2N candidates as
+one batch vs one at a time (sample + decode + score), on this machine's CPU.
+
+    python benchmarks/bench_gmds.py                      # 20 clips, 4 s, 10 steps, N=3, T=2
+    python benchmarks/bench_gmds.py --clips 2 --steps 4  # a smoke run
+    python benchmarks/bench_gmds.py --json docs/results/gmds_benchmark.json
+
+Not a test: pytest never collects it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from foley_core.decoding import decode_latents  # noqa: E402
+from foley_core.evaluation.synthetic_benchmark import HELD_OUT_SEED_OFFSET, load_model_set  # noqa: E402
+from foley_core.features import encode_visual  # noqa: E402
+from foley_core.media.video import sample_video  # noqa: E402
+from foley_core.metrics import onset_accuracy  # noqa: E402
+from foley_core.search import best_of_n, gmds_evaluations, gmds_search  # noqa: E402
+from foley_core.search.sampling import make_sampler, make_scorer  # noqa: E402
+from foley_core.search.verifiers import EnvelopeVerifier, VerifierContext  # noqa: E402
+from foley_core.synthetic_foley import make_clip  # noqa: E402
+from foley_core.synthetic_foley.scenes import ONSET_KINDS  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+def setup_clip(models, seed: int, duration: float, steps: int, cfg: float):
+    clip = make_clip(seed, duration_s=duration, fps=25, sample_rate=models.sample_rate, size=128)
+    video = sample_video(torch.from_numpy(clip.frames), frame_rate=clip.fps)
+    caption = f"{clip.meta['material']} {clip.meta['scene']}"  # as the synthetic benchmark
+    features = encode_visual(models.clip, models.synchformer, video.clip_frames, video.sync_frames,
+                             video.duration_s, caption, "")
+    sampler = make_sampler(models.network, features, models.mode, steps=steps, cfg_strength=cfg, device=CPU)
+    n_samples = int(round(sampler.lengths.duration_s * models.sample_rate))
+    verifier = EnvelopeVerifier.from_audio(clip.audio, models.sample_rate)
+    scorer = make_scorer(models.vae, models.vocoder, verifier, models.sample_rate, n_samples,
+                         VerifierContext(duration_s=sampler.lengths.duration_s, prompt=caption))
+    gt = [e["time_s"] for e in clip.meta["events"] if e["kind"] in ONSET_KINDS]
+    return clip, sampler, scorer, n_samples, gt
+
+
+def held_out(models, latent, n_samples, gt) -> float:
+    wave = decode_latents(models.vae, models.vocoder, latent, n_samples)[0, 0].numpy()
+    return onset_accuracy(wave, gt, 0.1, sample_rate=models.sample_rate)
+
+
+def time_batched_vs_sequential(sampler, scorer, k: int, repeats: int, seed: int) -> dict:
+    """Seconds per candidate: k candidates as one batch vs k single-candidate calls (best of
+    `repeats`, after one warm-up of each)."""
+    noise = torch.randn(k, *sampler.noise_shape, generator=torch.Generator().manual_seed(seed))
+
+    def batched():
+        scorer(sampler(noise))
+
+    def sequential():
+        for i in range(k):
+            scorer(sampler(noise[i:i + 1]))
+
+    out = {}
+    for name, run in (("batched", batched), ("sequential", sequential)):
+        run()  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        out[f"{name}_s_per_candidate"] = min(times) / k
+    out["ratio"] = out["batched_s_per_candidate"] / out["sequential_s_per_candidate"]
+    out["candidates"] = k
+    return out
+
+
+def stats(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std()), "sem": float(v.std(ddof=1) / np.sqrt(len(v)))
+            if len(v) > 1 else 0.0}
+
+
+def run(args) -> dict:
+    torch.manual_seed(0)
+    models = load_model_set(args.models)
+    budget = gmds_evaluations(args.population, args.rounds)
+    rows, started = [], time.monotonic()
+    timing = None
+    for i in range(args.clips):
+        seed = HELD_OUT_SEED_OFFSET + args.seed + i
+        clip, sampler, scorer, n_samples, gt = setup_clip(models, seed, args.duration, args.steps, args.cfg)
+        if i == 0 and args.timing_repeats > 0:
+            timing = time_batched_vs_sequential(sampler, scorer, 2 * args.population, args.timing_repeats, seed)
+        t0 = time.perf_counter()
+        g = gmds_search(sampler, scorer, sampler.noise_shape, population=args.population, rounds=args.rounds,
+                        beta_small=args.beta_small, beta_large=args.beta_large, seed=seed)
+        t1 = time.perf_counter()
+        b = best_of_n(sampler, scorer, sampler.noise_shape, n=budget, seed=seed, batch_size=2 * args.population)
+        t2 = time.perf_counter()
+        single = float(g.trace[0]["scores"][0])  # the first noise alone: what one sample would score
+        rows.append({
+            "seed": seed, "scene": clip.meta["scene"], "material": clip.meta["material"], "n_onsets": len(gt),
+            "single_score": single, "gmds_score": g.best_score, "best_of_n_score": b.best_score,
+            "gmds_onset_acc@0.1s": held_out(models, g.best_latent, n_samples, gt),
+            "best_of_n_onset_acc@0.1s": held_out(models, b.best_latent, n_samples, gt),
+            "gmds_best_per_round": [r["best_score"] for r in g.trace],
+            "gmds_s": round(t1 - t0, 2), "best_of_n_s": round(t2 - t1, 2),
+        })
+        r = rows[-1]
+        print(f"[gmds] clip {i + 1}/{args.clips} {r['scene']:7s} single {single:.4f}  GMDS {g.best_score:.4f}  "
+              f"best-of-{budget} {b.best_score:.4f}  onset acc {r['gmds_onset_acc@0.1s']:.2f} / "
+              f"{r['best_of_n_onset_acc@0.1s']:.2f}  ({time.monotonic() - started:.0f} s)", flush=True)
+
+    def col(key):
+        return [r[key] for r in rows]
+
+    diff = np.array(col("gmds_score")) - np.array(col("best_of_n_score"))
+    onset_diff = np.array(col("gmds_onset_acc@0.1s")) - np.array(col("best_of_n_onset_acc@0.1s"))
+    summary = {
+        "verifier_score": {"single_sample": stats(col("single_score")), "gmds": stats(col("gmds_score")),
+                           "best_of_n": stats(col("best_of_n_score")), "gmds_minus_best_of_n": stats(diff),
+                           "gmds_wins": int((diff > 0).sum()), "ties": int((diff == 0).sum())},
+        "onset_acc@0.1s": {"gmds": stats(col("gmds_onset_acc@0.1s")),
+                           "best_of_n": stats(col("best_of_n_onset_acc@0.1s")),
+                           "gmds_minus_best_of_n": stats(onset_diff)},
+        "cost_per_candidate": timing,
+    }
+    return {
+        "command": "python benchmarks/bench_gmds.py " + " ".join(sys.argv[1:]),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "json"},
+        "evaluations_each": budget, "verifier": "envelope agreement with the true soundtrack (1 - E-L1)",
+        "summary": summary, "clips": rows, "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def markdown(report: dict) -> str:
+    s = report["summary"]
+
+    def cell(d):
+        return f"{d['mean']:.4f} ± {d['std']:.4f}"
+
+    v, o = s["verifier_score"], s["onset_acc@0.1s"]
+    lines = [f"| over {report['settings']['clips']} clips, {report['evaluations_each']} evaluations each | "
+             "GMDS | best-of-N | GMDS − best-of-N (mean ± s.e.) |", "|---|---|---|---|",
+             f"| verifier: 1 − E-L1 to the true envelope ↑ | {cell(v['gmds'])} | {cell(v['best_of_n'])} | "
+             f"{v['gmds_minus_best_of_n']['mean']:+.4f} ± {v['gmds_minus_best_of_n']['sem']:.4f} "
+             f"(GMDS higher on {v['gmds_wins']}/{report['settings']['clips']}) |",
+             f"| held out: onset accuracy @0.1 s ↑ | {cell(o['gmds'])} | {cell(o['best_of_n'])} | "
+             f"{o['gmds_minus_best_of_n']['mean']:+.4f} ± {o['gmds_minus_best_of_n']['sem']:.4f} |",
+             f"| (one sample, no search: verifier) | {cell(v['single_sample'])} | | |"]
+    c = s["cost_per_candidate"]
+    if c:
+        lines.append("")
+        lines.append(f"Cost per candidate (sample + decode + score), {c['candidates']} candidates: batched "
+                     f"{c['batched_s_per_candidate']:.3f} s, sequential {c['sequential_s_per_candidate']:.3f} s "
+                     f"→ ratio {c['ratio']:.2f}.")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=Path, default=REPO_ROOT / "embedded_models")
+    parser.add_argument("--clips", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--cfg", type=float, default=4.5)
+    parser.add_argument("--population", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--beta-small", type=float, default=0.5)
+    parser.add_argument("--beta-large", type=float, default=0.9)
+    parser.add_argument("--timing-repeats", type=int, default=1, help="0 = skip the batched/sequential timing")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", type=Path, help="write the report here (and a .md beside it)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = run(args)
+    table = markdown(report)
+    print(table)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        args.json.with_suffix(".md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

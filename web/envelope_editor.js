@@ -364,7 +364,9 @@ class EnvelopeEditor {
     ctx.fillRect(0, 0, width, height);
     if (this.backdrop) {
       ctx.globalAlpha = 0.3;
-      ctx.drawImage(this.backdrop, rect.x, rect.y, rect.w, rect.h);
+      // The plot spans exactly the clip, like the prediction it came with.
+      const end = this.toCanvas(rect, this.clipDuration() ?? this.duration(), 0)[0];
+      ctx.drawImage(this.backdrop, rect.x, rect.y, end - rect.x, rect.h);
       ctx.globalAlpha = 1;
     }
     this.paintGrid(ctx, rect);

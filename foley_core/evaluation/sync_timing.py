@@ -62,8 +62,11 @@ def read_time_error(duration_s: float, mode: str) -> np.ndarray:
 
 
 def placement_accuracy(duration_s: float, mode: str, events: np.ndarray, tolerance: float,
-                       slot_shifts=None) -> float:
-    """Fraction of events whose first covering latent frame lies within `tolerance` of the event."""
+                       slot_shifts=None, *, first_only: bool = True) -> float:
+    """Fraction of events whose first covering latent frame lies within `tolerance` of the event.
+
+    first_only=False counts an event if ANY covering latent frame is close enough: the recall of
+    a network that sounds at every place the event's token is read (doubling its sounds)."""
     lengths = sequence_lengths(duration_s, mode)
     start = token_starts(lengths.sync)[read_token(duration_s, mode, slot_shifts)]
     centres = latent_centres(duration_s, mode)
@@ -71,7 +74,9 @@ def placement_accuracy(duration_s: float, mode: str, events: np.ndarray, toleran
     hits = 0
     for e in events:
         covering = np.nonzero((start <= e) & (e < start + width))[0]
-        hits += bool(covering.size) and abs(centres[covering[0]] - e) < tolerance
+        if covering.size:
+            placed = centres[covering[:1]] if first_only else centres[covering]
+            hits += bool(np.any(np.abs(placed - e) < tolerance))
     return hits / len(events)
 
 
@@ -100,6 +105,7 @@ class CeilingReport:
     uncorrected: dict
     best_slot_shifts: list
     ceiling: dict
+    any_covering: dict
 
 
 def ceiling(duration_s: float, mode: str = "16k", *, n_events: int = 400, seed: int = 0,
@@ -114,7 +120,9 @@ def ceiling(duration_s: float, mode: str = "16k", *, n_events: int = 400, seed: 
         mean_abs_read_error_s=float(np.abs(error).mean()),
         uncorrected={str(t): placement_accuracy(duration_s, mode, events, t) for t in tolerances},
         best_slot_shifts=shifts,
-        ceiling={str(t): placement_accuracy(duration_s, mode, events, t, shifts) for t in tolerances})
+        ceiling={str(t): placement_accuracy(duration_s, mode, events, t, shifts) for t in tolerances},
+        any_covering={str(t): placement_accuracy(duration_s, mode, events, t, first_only=False)
+                      for t in tolerances})
 
 
 def main() -> None:

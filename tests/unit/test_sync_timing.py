@@ -36,3 +36,10 @@ def test_slot_shifts_never_do_worse_than_no_correction():
     shifts, best = sync_timing.best_slot_shifts(4.0, "16k", events, 0.1, sweeps=1)
     assert len(shifts) == 8 and best >= plain
     assert best == sync_timing.placement_accuracy(4.0, "16k", events, 0.1, shifts)
+
+
+def test_sounding_at_every_covering_frame_only_adds_recall():
+    events = np.random.default_rng(2).uniform(0.3, 3.7, 60)
+    first = sync_timing.placement_accuracy(4.0, "16k", events, 0.1)
+    anywhere = sync_timing.placement_accuracy(4.0, "16k", events, 0.1, first_only=False)
+    assert anywhere >= first

@@ -145,8 +145,24 @@ def gmds_search() -> list[Node]:
     ]
 
 
+def envelope_control() -> list[Node]:
+    """video_to_audio steered by an envelope: RMS Predict (motion energy of the video, editable in
+    the node's envelope editor) → the sampler's training-free envelope guidance."""
+    nodes = {node.id: node for node in video_to_audio()}
+    nodes[10] = Node(10, "FoleyRMSPredict", widgets={"edited_envelope": "", "duration": 0.0},
+                     links={"video": (1, 0, "FOLEY_VIDEO")},
+                     outputs=(("envelope", "FOLEY_ENVELOPE"), ("plot", "IMAGE")))
+    sampler = nodes[6]
+    sampler.widgets.update({"window_seconds": 0.0, "overlap_seconds": 1.0, "control_strength": 6.0,
+                            "control_start": 0.0, "control_end": 1.0})
+    sampler.links["envelope"] = (10, 0, "FOLEY_ENVELOPE")
+    nodes[8] = mux(8, 7, 1, "foley/envelope_control")
+    return [nodes[k] for k in (1, 2, 3, 4, 5, 10, 6, 7, 8, 9)]
+
+
 WORKFLOWS = {"video_to_audio": video_to_audio, "replace_soundtrack": replace_soundtrack,
-             "reference_foley": reference_foley, "gmds_search": gmds_search}
+             "reference_foley": reference_foley, "gmds_search": gmds_search,
+             "envelope_control": envelope_control}
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ to the bands below 8 kHz, against the target layout resampled to the same grid.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -78,6 +79,10 @@ def peak_normalized(curve: torch.Tensor) -> torch.Tensor:
 def envelope_at(envelope: Envelope, times: np.ndarray) -> np.ndarray:
     """The envelope's value at `times` (linear, edge values held)."""
     return np.interp(times, envelope.times(), envelope_values(envelope)).astype(np.float32)
+
+
+def _has_inference_tensors(module) -> bool:
+    return any(t.is_inference() for t in itertools.chain(module.parameters(), module.buffers()))
 
 
 def guided_steps(steps: int, start: float, end: float) -> range:
@@ -128,6 +133,8 @@ class ControlGuidance:
         self.band_limit = mel_band_limit(self.mel) if layout is not None else None
         self.report = GuidanceReport([], [])
         self._velocity: Optional[Callable] = None
+        self._vae_for_grad = None
+        self._latent_stats = None
 
     # --- sampler protocol -------------------------------------------------------------------
     def bind(self, velocity: Callable) -> None:
@@ -136,6 +143,7 @@ class ControlGuidance:
 
     def for_window(self, prompt_latents: int, start_s: float) -> "ControlGuidance":
         """A copy aimed at one window of long generation: [prompt | target starting at start_s]."""
+        self._decoder()  # prepare once, shared by the windows
         window = copy.copy(self)
         window.prompt_latents, window.start_s = int(prompt_latents), float(start_s)
         window._velocity = None
@@ -154,24 +162,50 @@ class ControlGuidance:
     def gradient_at(self, t, x: torch.Tensor, v: torch.Tensor, gradient: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(∂L/∂x under the chosen approximation, L per clip), both detached."""
         t_f = float(t)
-        with torch.enable_grad():
+        # Hosts run nodes under torch.inference_mode(), where no graph can be built; leave it for
+        # this computation and work on normal (non-inference) copies of the tensors.
+        with torch.inference_mode(False), torch.enable_grad():
+            x, v = x.detach().float().clone(), v.detach().float().clone()
             if gradient == "network":
                 if self._velocity is None:
                     raise FoleyError("gradient='network' needs the sampler to bind its velocity.")
-                leaf = x.detach().float().requires_grad_(True)
-                x1 = leaf + (1.0 - t_f) * self._velocity(leaf.to(x.dtype), t).float()
+                if _has_inference_tensors(self.network):
+                    raise FoleyError("gradient='network' cannot differentiate a network loaded under "
+                                     "inference mode (as in ComfyUI); use gradient='detached'.")
+                leaf = x.requires_grad_(True)
+                x1 = leaf + (1.0 - t_f) * self._velocity(leaf.to(self._dtype(v)), t).float()
             else:  # v constant: ∂x̂₁/∂x = I
-                leaf = (x.detach().float() + (1.0 - t_f) * v.detach().float()).requires_grad_(True)
+                leaf = (x + (1.0 - t_f) * v).requires_grad_(True)
                 x1 = leaf
             loss = self.loss(x1)
             (grad,) = torch.autograd.grad(loss.sum(), leaf)
         return grad.detach(), loss.detach()
 
+    def _dtype(self, like: torch.Tensor) -> torch.dtype:
+        return getattr(self.network, "weight_dtype", like.dtype)
+
+    def _decoder(self):
+        """The VAE, or (once) a copy whose weights autograd can use: modules built or loaded under
+        inference mode hold inference tensors, which cannot be saved for backward."""
+        if self._vae_for_grad is None:
+            self._vae_for_grad = copy.deepcopy(self.vae) if _has_inference_tensors(self.vae) else self.vae
+        return self._vae_for_grad
+
+    def _unnormalize(self, x1: torch.Tensor) -> torch.Tensor:
+        """network.unnormalize with plain copies of its statistics (same maths, fp32)."""
+        if not hasattr(self.network, "latent_std"):  # a wrapper without the statistics
+            return self.network.unnormalize(x1).float()
+        if self._latent_stats is None:
+            self._latent_stats = (self.network.latent_mean.detach().float().clone(),
+                                  self.network.latent_std.detach().float().clone())
+        mean, std = self._latent_stats
+        return x1.float() * std.to(x1.device) + mean.to(x1.device)
+
     # --- the distance -----------------------------------------------------------------------
     def loss(self, x1_normalized: torch.Tensor) -> torch.Tensor:
         """Per-clip distance (B,) of the decoded clean-latent estimate to the targets."""
-        latents = self.network.unnormalize(x1_normalized)
-        mel = latents_to_mel_differentiable(self.vae, latents).float()  # (B, n_mels, 2N)
+        latents = self._unnormalize(x1_normalized)
+        mel = latents_to_mel_differentiable(self._decoder(), latents).float()  # (B, n_mels, 2N)
         mel = mel[:, :, 2 * self.prompt_latents:]  # the window's output span only
         frames = mel.shape[-1]
         total = torch.zeros(mel.shape[0], device=mel.device)

@@ -275,3 +275,16 @@ def test_long_generation_re_aims_the_hook_at_each_window(net, vae):
     rate = plan.sample_rate / plan.hop / 2
     assert calls == [(w.prompt, round(w.start / rate, 3)) for w in plan.windows]
     assert torch.isfinite(latents).all()
+
+
+def test_guidance_works_under_inference_mode_like_a_host():
+    """ComfyUI runs nodes (model loading included) under torch.inference_mode()."""
+    from foley_core.models.vae import MelVAE, VAEConfig
+
+    with torch.inference_mode():
+        net = tiny_network()
+        vae = MelVAE(VAEConfig(n_mels=80, embed_dim=LATENT_DIM, hidden_dim=8)).eval()
+        hook = ControlGuidance(vae, net, envelope=_target_envelope(2.0), strength=2.0, end=1.0, steps=4)
+        out = _run(net, random_features(2.0), hook=hook, steps=4)
+    assert torch.isfinite(out).all() and hook.report.steps == [0, 1, 2, 3]
+    assert hook.report.losses[-1] < hook.report.losses[0]

@@ -153,7 +153,7 @@ def envelope_control() -> list[Node]:
                      links={"video": (1, 0, "FOLEY_VIDEO")},
                      outputs=(("envelope", "FOLEY_ENVELOPE"), ("plot", "IMAGE")))
     sampler = nodes[6]
-    sampler.widgets.update({"window_seconds": 0.0, "overlap_seconds": 1.0, "control_strength": 6.0,
+    sampler.widgets.update({"window_seconds": 0.0, "overlap_seconds": 1.0, "control_strength": 1.0,
                             "control_start": 0.0, "control_end": 1.0})
     sampler.links["envelope"] = (10, 0, "FOLEY_ENVELOPE")
     nodes[8] = mux(8, 7, 1, "foley/envelope_control")

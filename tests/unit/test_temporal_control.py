@@ -226,7 +226,7 @@ def test_envelope_guidance_lowers_the_envelope_distance(net, vae, gradient):
     target = _target_envelope(2.0)
     probe = ControlGuidance(vae, net, envelope=target, steps=6)
     plain = probe.loss(_run(net, features, steps=6)).mean().detach()
-    hook = ControlGuidance(vae, net, envelope=target, strength=2.0, start=0.0, end=1.0, steps=6, gradient=gradient)
+    hook = ControlGuidance(vae, net, envelope=target, strength=0.35, start=0.0, end=1.0, steps=6, gradient=gradient)
     guided = probe.loss(_run(net, features, hook=hook, steps=6)).mean().detach()
     assert hook.report.steps == list(range(6))
     assert guided.item() < 0.7 * plain.item(), (plain.item(), guided.item())
@@ -238,7 +238,7 @@ def test_one_layout_guided_step_moves_the_estimate_downhill(net, vae, gradient):
     features = random_features(2.0)
     values = np.zeros((layout_frames(2.0), 5), dtype=np.float32)
     values[5:10, 3:] = 1.0
-    hook = ControlGuidance(vae, net, layout=Layout(values, 10.2), strength=0.005, end=1.0, steps=4, gradient=gradient)
+    hook = ControlGuidance(vae, net, layout=Layout(values, 10.2), strength=0.001, end=1.0, steps=4, gradient=gradient)
     seen = {}
 
     def spy(k, t, x, v):
@@ -284,7 +284,7 @@ def test_guidance_works_under_inference_mode_like_a_host():
     with torch.inference_mode():
         net = tiny_network()
         vae = MelVAE(VAEConfig(n_mels=80, embed_dim=LATENT_DIM, hidden_dim=8)).eval()
-        hook = ControlGuidance(vae, net, envelope=_target_envelope(2.0), strength=2.0, end=1.0, steps=4)
+        hook = ControlGuidance(vae, net, envelope=_target_envelope(2.0), strength=0.35, end=1.0, steps=4)
         out = _run(net, random_features(2.0), hook=hook, steps=4)
     assert torch.isfinite(out).all() and hook.report.steps == [0, 1, 2, 3]
     assert hook.report.losses[-1] < hook.report.losses[0]

@@ -160,3 +160,15 @@ def test_bad_settings_are_named(kwargs, needle):
 def test_wrong_number_of_scores_is_reported():
     with pytest.raises(FoleyError, match="3 scores for 2 candidates"):
         gmds_search(lambda x: x, lambda l: np.zeros(3), (1,), population=2, rounds=0)
+
+
+def test_trace_plot_draws_the_best_so_far():
+    import numpy as np
+
+    from foley_core.search.plot import plot_trace
+
+    result = gmds_search(lambda x: x, closeness(0.5), (2,), population=3, rounds=2, seed=0)
+    pixels = np.asarray(plot_trace(result.trace))
+    assert pixels.shape == (270, 480, 3)
+    red = (pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
+    assert red.sum() > 50  # the best-so-far line and markers

@@ -86,3 +86,11 @@ def test_longer_than_one_window_is_refused_with_the_reason(host):
     result = host.run(prompt, timeout=600)
     assert result.status == "error"
     assert "one 1.5 s backbone window" in result.error_message, result.error_message
+
+
+def test_betas_in_the_wrong_order_are_refused(host):
+    prompt = small_prompt()
+    prompt["7"]["inputs"].update(beta_small=0.9, beta_large=0.5)
+    result = host.run(prompt, timeout=600)
+    assert result.status == "error"
+    assert "beta_large > beta_small" in result.error_message, result.error_message

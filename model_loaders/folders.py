@@ -13,11 +13,15 @@ from ..foley_core.errors import CheckpointError
 FOLDER = "mmaudio"  # the MMAudio backbone: networks, VAEs, vocoders, CLIP, Synchformer
 STYLE_FOLDER = "foley_style"  # reference-audio encoders: BEATs, the style conditioner, MERT
 ADAPTER_FOLDER = "foley_adapters"  # trained style adapters (the global style path)
+RMS_MAPPER_FOLDER = "foley_rms_mapper"  # trained RMS-Mappers (video → envelope, issue #6)
+FLOW_FOLDER = "foley_optical_flow"  # optional torchvision RAFT weights for the RMS-Mapper's features
 EXTENSIONS = {".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".sft"}
 
 
 def register() -> None:
     for folder in (FOLDER, STYLE_FOLDER, ADAPTER_FOLDER):
+        _register(folder)
+    for folder in (RMS_MAPPER_FOLDER, FLOW_FOLDER):
         _register(folder)
 
 

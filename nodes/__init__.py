@@ -5,6 +5,7 @@ from . import audio_nodes, generation_nodes, loader_nodes, mux_nodes, video_node
 from . import adapter_nodes
 from . import control_nodes
 from . import search_nodes
+from . import rms_mapper_nodes
 
 folders.register()
 
@@ -17,5 +18,8 @@ for _module in (control_nodes,):  # temporal controls (issue #6)
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
 for _module in (adapter_nodes,):  # style adapters (issue #5)
+    NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
+for _module in (rms_mapper_nodes,):  # RMS-Mapper loader (issue #6)
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)

@@ -47,8 +47,9 @@ class FoleyRMSPredict:
     DESCRIPTION = (
         "RMS envelope (Stable-V2A: 16 kHz, frame 512, hop 128 → 125 frames/s, smoothing 15, peak-"
         "normalised) for the sampler's envelope guidance. From AUDIO: the exact extraction. From a "
-        "video alone: a motion-energy ESTIMATE (onset-emphasised frame differences, not the trained "
-        "RMS-Mapper, which this plugin does not ship yet). `edited_envelope` (JSON from the editor or "
+        "video alone: the RMS-Mapper connected to `mapper` (Foley Load RMS-Mapper; the embedded one is "
+        "trained on the synthetic Foley scenes), else a motion-energy ESTIMATE (onset-emphasised frame "
+        "differences); the output says which ran. `edited_envelope` (JSON from the editor or "
         "an API client) replaces or scales the result.")
 
     @classmethod
@@ -65,10 +66,12 @@ class FoleyRMSPredict:
                 "duration": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 600.0, "step": 0.01,
                                        "tooltip": "Only for an envelope drawn from scratch (no audio, no "
                                                   "video): its length in seconds."}),
+                "mapper": ("FOLEY_RMS_MAPPER", {"tooltip": "RMS-Mapper for the video (Foley Load RMS-Mapper); "
+                                                           "without it the motion-energy estimate is used."}),
             },
         }
 
-    def predict(self, audio=None, video=None, edited_envelope="", duration=0.0):
+    def predict(self, audio=None, video=None, edited_envelope="", duration=0.0, mapper=None):
         edit = parse_envelope_edit(edited_envelope)  # fail fast on malformed JSON
         mel = None
         if audio is not None:
@@ -78,9 +81,14 @@ class FoleyRMSPredict:
             mel = MelConverter("16k")(torch.from_numpy(mono_resampled(waveform, rate, ENVELOPE_SAMPLE_RATE)))
         elif video is not None:
             # The 25 fps Synchformer stack: the densest stream FoleyLoadVideo keeps.
-            predicted = motion_energy_envelope(video.sync_frames, float(video.stream_rates["sync"]),
-                                               video.duration_s)
-            source = "motion energy estimate"
+            if mapper is not None:
+                predicted, source, notes = mapper.predict(video.sync_frames, float(video.stream_rates["sync"]),
+                                                          video.duration_s)
+                source = "; ".join([source, *notes])
+            else:
+                predicted = motion_energy_envelope(video.sync_frames, float(video.stream_rates["sync"]),
+                                                   video.duration_s)
+                source = "motion energy estimate"
         elif edit is not None and edit.mode == "replace" and duration > 0:
             predicted = edited_envelope_from_scratch(edit, duration, 125.0)
             source = "drawn"
@@ -93,7 +101,8 @@ class FoleyRMSPredict:
         picture = envelope_plot(envelope, frames=frames, mel=mel, original=predicted if edited else None)
         print(f"[Foley Imitator] RMS Predict: {source}, {envelope.n_frames} frames at "
               f"{envelope.frame_rate:g}/s ({envelope.duration:.2f} s){', edited' if edited else ''}")
-        ui = {"foley_envelope": [widget_payload(envelope, edited=edited)], "images": [_save_preview(picture)]}
+        ui = {"foley_envelope": [{**widget_payload(envelope, edited=edited), "source": source}],
+              "images": [_save_preview(picture)], "text": [f"envelope from: {source}"]}
         return {"ui": ui, "result": (envelope, to_comfy_image(picture))}
 
 

@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["rms-mapper"]:  # RMS-Mapper extract/train/export (training/rms_mapper_trainer.py)
+        from .rms_mapper_trainer import main as rms_mapper_main
+
+        return rms_mapper_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "extract":
         from .extract import extract_features, load_encoders

@@ -11,7 +11,7 @@ held-out metric the search did not optimise — onset accuracy at 0.1 s against 
 times (metrics/onsets.py). Also the cost per candidate of evaluating a round's 2N candidates as
 one batch vs one at a time (sample + decode + score), on this machine's CPU.
 
-    python benchmarks/bench_gmds.py                      # 20 clips, 4 s, 10 steps, N=3, T=2
+    python benchmarks/bench_gmds.py                      # 20 clips, 2 s, 8 steps, N=3, T=2
     python benchmarks/bench_gmds.py --clips 2 --steps 4  # a smoke run
     python benchmarks/bench_gmds.py --json docs/results/gmds_benchmark.json
 
@@ -71,7 +71,7 @@ def held_out(models, latent, n_samples, gt) -> float:
 
 def time_batched_vs_sequential(sampler, scorer, k: int, repeats: int, seed: int) -> dict:
     """Seconds per candidate: k candidates as one batch vs k single-candidate calls (best of
-    `repeats`, after one warm-up of each)."""
+    `repeats`, after one single-candidate warm-up)."""
     noise = torch.randn(k, *sampler.noise_shape, generator=torch.Generator().manual_seed(seed))
 
     def batched():
@@ -81,9 +81,9 @@ def time_batched_vs_sequential(sampler, scorer, k: int, repeats: int, seed: int)
         for i in range(k):
             scorer(sampler(noise[i:i + 1]))
 
+    scorer(sampler(noise[:1]))  # warm-up (first-call allocations), shared by both
     out = {}
     for name, run in (("batched", batched), ("sequential", sequential)):
-        run()  # warm-up
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -101,7 +101,7 @@ def stats(values) -> dict:
             if len(v) > 1 else 0.0}
 
 
-def run(args) -> dict:
+def run(args, on_clip=None) -> dict:
     torch.manual_seed(0)
     models = load_model_set(args.models)
     budget = gmds_evaluations(args.population, args.rounds)
@@ -128,10 +128,16 @@ def run(args) -> dict:
             "gmds_s": round(t1 - t0, 2), "best_of_n_s": round(t2 - t1, 2),
         })
         r = rows[-1]
+        if on_clip is not None:
+            on_clip(summarize(args, budget, rows, timing, started))
         print(f"[gmds] clip {i + 1}/{args.clips} {r['scene']:7s} single {single:.4f}  GMDS {g.best_score:.4f}  "
               f"best-of-{budget} {b.best_score:.4f}  onset acc {r['gmds_onset_acc@0.1s']:.2f} / "
               f"{r['best_of_n_onset_acc@0.1s']:.2f}  ({time.monotonic() - started:.0f} s)", flush=True)
 
+    return summarize(args, budget, rows, timing, started)
+
+
+def summarize(args, budget: int, rows: list, timing, started: float) -> dict:
     def col(key):
         return [r[key] for r in rows]
 
@@ -151,10 +157,25 @@ def run(args) -> dict:
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__},
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "json"},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                     if k not in ("json", "merge")},
         "evaluations_each": budget, "verifier": "envelope agreement with the true soundtrack (1 - E-L1)",
-        "summary": summary, "clips": rows, "seconds": round(time.monotonic() - started, 1),
+        "n_clips": len(rows), "summary": summary, "clips": rows, "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def merge(paths: list[Path]) -> dict:
+    """One report from several partial runs (e.g. clip ranges run side by side)."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    rows = [r for p in parts for r in p["clips"]]
+    timing = next((p["summary"]["cost_per_candidate"] for p in parts if p["summary"]["cost_per_candidate"]), None)
+    args = argparse.Namespace(**parts[0]["settings"])
+    report = summarize(args, parts[0]["evaluations_each"], rows, timing, time.monotonic())
+    report["settings"]["clips"] = len(rows)
+    report["merged_from"] = [{"command": p["command"], "n_clips": len(p["clips"]), "seconds": p["seconds"]}
+                             for p in parts]
+    report["seconds"] = sum(p["seconds"] for p in parts)
+    return report
 
 
 def markdown(report: dict) -> str:
@@ -164,11 +185,11 @@ def markdown(report: dict) -> str:
         return f"{d['mean']:.4f} ± {d['std']:.4f}"
 
     v, o = s["verifier_score"], s["onset_acc@0.1s"]
-    lines = [f"| over {report['settings']['clips']} clips, {report['evaluations_each']} evaluations each | "
+    lines = [f"| over {report['n_clips']} clips, {report['evaluations_each']} evaluations each | "
              "GMDS | best-of-N | GMDS − best-of-N (mean ± s.e.) |", "|---|---|---|---|",
              f"| verifier: 1 − E-L1 to the true envelope ↑ | {cell(v['gmds'])} | {cell(v['best_of_n'])} | "
              f"{v['gmds_minus_best_of_n']['mean']:+.4f} ± {v['gmds_minus_best_of_n']['sem']:.4f} "
-             f"(GMDS higher on {v['gmds_wins']}/{report['settings']['clips']}) |",
+             f"(GMDS higher on {v['gmds_wins']}/{report['n_clips']}) |",
              f"| held out: onset accuracy @0.1 s ↑ | {cell(o['gmds'])} | {cell(o['best_of_n'])} | "
              f"{o['gmds_minus_best_of_n']['mean']:+.4f} ± {o['gmds_minus_best_of_n']['sem']:.4f} |",
              f"| (one sample, no search: verifier) | {cell(v['single_sample'])} | | |"]
@@ -186,8 +207,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", type=Path, default=REPO_ROOT / "embedded_models")
     parser.add_argument("--clips", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--duration", type=float, default=4.0)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--cfg", type=float, default=4.5)
     parser.add_argument("--population", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
@@ -196,10 +217,16 @@ def main(argv=None) -> int:
     parser.add_argument("--timing-repeats", type=int, default=1, help="0 = skip the batched/sequential timing")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="write the report here (and a .md beside it)")
+    parser.add_argument("--merge", type=Path, nargs="+", help="combine these partial reports instead of running")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = run(args)
+    def write(report):
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+    report = merge(args.merge) if args.merge else run(args, on_clip=write)  # partial results survive a stop
     table = markdown(report)
     print(table)
     if args.json:

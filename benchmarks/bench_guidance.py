@@ -33,6 +33,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from foley_core.controls.envelope import rms_envelope  # noqa: E402
 from foley_core.controls.guidance import ControlGuidance  # noqa: E402
+from foley_core.controls.layout import audio_layout  # noqa: E402
 from foley_core.controls.motion_energy import motion_energy_envelope  # noqa: E402
 from foley_core.decoding import decode_latents  # noqa: E402
 from foley_core.evaluation.synthetic_benchmark import HELD_OUT_SEED_OFFSET, _caption, load_model_set  # noqa: E402
@@ -63,6 +64,7 @@ class _Clip:
         self.seed, self.meta = seed, clip.meta
         self.truth = clip.audio.astype(np.float32)
         self.target = rms_envelope(self.truth, models.sample_rate)
+        self.layout = audio_layout(self.truth, models.sample_rate)  # TiVA layout of the true soundtrack
         self.onsets = [e["time_s"] for e in clip.meta["events"] if e["kind"] in ONSET_KINDS]
         # The training-free video estimate (what RMS Predict gives without an RMS-Mapper).
         self.motion = motion_energy_envelope(video.sync_frames, float(video.stream_rates["sync"]), video.duration_s)
@@ -79,7 +81,8 @@ def _generate(models, clip: _Clip, steps: int, cfg: float, hook=None) -> tuple[d
     seconds = time.monotonic() - started
     scores = {"e_l1": e_l1(rms_envelope(wave, models.sample_rate), clip.target),
               f"onset_acc@{TOLERANCE:g}s": onset_accuracy(wave, clip.onsets, TOLERANCE,
-                                                          sample_rate=models.sample_rate)}
+                                                          sample_rate=models.sample_rate),
+              "layout_l2": float(np.mean((audio_layout(wave, models.sample_rate).values - clip.layout.values) ** 2))}
     return scores, seconds
 
 
@@ -123,6 +126,8 @@ def main() -> None:
                         help="also measure detached vs network gradients on the first N clips")
     parser.add_argument("--motion-target", action="store_true",
                         help="also guide towards the video's motion-energy estimate (first config)")
+    parser.add_argument("--layout-target", action="store_true",
+                        help="also guide towards the true soundtrack's TiVA layout (first config)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: fastest for this tiny model on a shared box; 0 = torch default)")
     parser.add_argument("--json", default="", help="write the results here")
@@ -152,6 +157,12 @@ def main() -> None:
                                    start=start, end=end, steps=args.steps, gradient=args.gradient)
             key = f"guided to motion energy s={strength:g} {start:g}-{end:g}"
             row[key], row[key + "_s"] = _generate(models, clip, args.steps, args.cfg, hook)
+        if args.layout_target:  # TiVA layout guidance towards the true soundtrack's layout
+            strength, start, end = configs[0]
+            hook = ControlGuidance(models.vae, models.network, layout=clip.layout, strength=strength,
+                                   start=start, end=end, steps=args.steps, gradient=args.gradient)
+            key = f"guided to layout s={strength:g} {start:g}-{end:g}"
+            row[key], row[key + "_s"] = _generate(models, clip, args.steps, args.cfg, hook)
         rows.append(row)
         print(f"[bench_guidance] clip {i + 1}/{args.clips} seed {clip.seed}: unguided E-L1 "
               f"{row['unguided']['e_l1']:.4f}; " + "; ".join(
@@ -159,7 +170,8 @@ def main() -> None:
               flush=True)
     summary = {"motion_energy_vs_truth": {"e_l1": _stats([r["motion_energy_vs_truth_e_l1"] for r in rows])}}
     for key in [k for k in rows[0] if (k == "unguided" or k.startswith("guided")) and not k.endswith("_s")]:
-        summary[key] = {m: _stats([r[key][m] for r in rows]) for m in ("e_l1", f"onset_acc@{TOLERANCE:g}s")}
+        summary[key] = {m: _stats([r[key][m] for r in rows])
+                        for m in ("e_l1", f"onset_acc@{TOLERANCE:g}s", "layout_l2")}
         summary[key]["seconds_per_clip"] = _stats([r[key + "_s"] for r in rows])
         if key != "unguided":
             base, ours = summary["unguided"]["e_l1"]["mean"], summary[key]["e_l1"]["mean"]
@@ -182,6 +194,7 @@ def main() -> None:
         extra = f", E-L1 −{100 * s['e_l1_reduction']:.1f} %" if "e_l1_reduction" in s else ""
         print(f"{key}: E-L1 {s['e_l1']['mean']:.4f} ± {s['e_l1']['std']:.4f}, onset acc@0.1 s "
               f"{s[f'onset_acc@{TOLERANCE:g}s']['mean']:.3f} ± {s[f'onset_acc@{TOLERANCE:g}s']['std']:.3f}, "
+              f"layout L2 {s['layout_l2']['mean']:.4f} ± {s['layout_l2']['std']:.4f}, "
               f"{s['seconds_per_clip']['mean']:.1f} s/clip{extra}")
     if "gradients" in report:
         print("gradients:", json.dumps(report["gradients"]))

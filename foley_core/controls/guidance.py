@@ -118,11 +118,15 @@ class ControlGuidance:
 
     def __init__(self, vae, network, *, envelope: Optional[Envelope] = None, layout: Optional[Layout] = None,
                  strength: float = 1.0, start: float = DEFAULT_START, end: float = DEFAULT_END, steps: int,
-                 gradient: str = "detached", envelope_weight: float = 1.0, layout_weight: float = 1.0):
+                 gradient: str = "detached", envelope_weight: float = 1.0, layout_weight: float = 1.0,
+                 distance: str = "l2"):
         if envelope is None and layout is None:
             raise FoleyError("Guidance needs an envelope or a layout target.")
         if gradient not in GRADIENTS:
             raise FoleyError(f"gradient must be one of {GRADIENTS}, got {gradient!r}.")
+        if distance not in ("l1", "l2"):
+            raise FoleyError(f"distance must be 'l1' or 'l2', got {distance!r}.")
+        self.distance = distance
         if strength < 0:
             raise FoleyError(f"control_strength must be >= 0, got {strength}.")
         mode = vae.cfg.mode
@@ -218,7 +222,10 @@ class ControlGuidance:
             times = self.start_s + np.arange(frames) / self.mel_rate
             target = torch.from_numpy(envelope_at(self.envelope, times)).to(mel.device)
             proxy = peak_normalized(envelope_proxy(mel, self.mel.log, self.mel_rate))
-            total = total + self.envelope_weight * (proxy - peak_normalized(target[None])).pow(2).mean(dim=-1)
+            diff = proxy - peak_normalized(target[None])
+            # l1 = the E-L1 metric's own distance (its gradient weighs every frame alike).
+            per_frame = diff.abs() if self.distance == "l1" else diff.pow(2)
+            total = total + self.envelope_weight * per_frame.mean(dim=-1)
         if self.layout is not None and self.layout_weight:
             duration = frames / self.mel_rate
             rows = max(1, int(round(duration * self.layout.frame_rate)))

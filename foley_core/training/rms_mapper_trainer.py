@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -347,6 +348,9 @@ def train_mapper(feature_dir: str | Path, config: Optional[MapperTrainConfig], r
         if epoch % config.checkpoint_every == 0 or epoch == end:
             save()
 
+    if ctx.distributed:  # BatchNorm running stats update per rank; DDP treats rank 0's as the truth
+        for buffer in mapper.buffers():
+            dist.broadcast(buffer, 0)
     digests = _all_gather(ctx, _digest(mapper))
     summary = {"epoch": epoch, "step": step, "world_size": ctx.world_size, "rank_digests": digests,
                "train_clips": n_train, "val_clips": n_val}
@@ -410,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         config = MapperTrainConfig(**given) if (given or not args.resume) else None
         summary = train_mapper(args.features, config, args.out, resume=args.resume,
                                stop_at_epoch=args.stop_at_epoch, device=args.device)
-        if summary["world_size"] == 1 or dist.is_available() and int(__import__("os").environ.get("RANK", "0")) == 0:
+        if os.environ.get("RANK", "0") == "0":
             print(f"stopped after epoch {summary['epoch']} (step {summary['step']}); run folder {args.out}")
     else:
         print(f"wrote {export_mapper(args.run, args.out)}")

@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--starts", default="0.0", help="comma-separated control_start fractions")
     parser.add_argument("--ends", default="1.0", help="comma-separated control_end fractions")
     parser.add_argument("--gradient", default="detached", choices=("detached", "network"))
+    parser.add_argument("--band-weighting", action="store_true",
+                        help="weigh mel bands by their bandwidth in the envelope proxy")
     parser.add_argument("--distance", default="l2", choices=("l1", "l2"), help="envelope distance of the guidance")
     parser.add_argument("--compare-gradients", type=int, default=0, metavar="N",
                         help="also measure detached vs network gradients on the first N clips")
@@ -148,20 +150,23 @@ def main() -> None:
         row["unguided"], row["unguided_s"] = _generate(models, clip, args.steps, args.cfg)
         for strength, start, end in configs:
             hook = ControlGuidance(models.vae, models.network, envelope=clip.target, strength=strength,
-                                   start=start, end=end, steps=args.steps, gradient=args.gradient, distance=args.distance)
+                                   start=start, end=end, steps=args.steps, gradient=args.gradient, distance=args.distance,
+                                   band_weighting=args.band_weighting)
             key = f"guided s={strength:g} {start:g}-{end:g}"
             row[key], row[key + "_s"] = _generate(models, clip, args.steps, args.cfg, hook)
             row[key]["proxy_distance"] = hook.report.losses[:1] + hook.report.losses[-1:]
         if args.motion_target:  # a realistic target: the video's motion-energy estimate, scored vs the truth
             strength, start, end = configs[0]
             hook = ControlGuidance(models.vae, models.network, envelope=clip.motion, strength=strength,
-                                   start=start, end=end, steps=args.steps, gradient=args.gradient, distance=args.distance)
+                                   start=start, end=end, steps=args.steps, gradient=args.gradient, distance=args.distance,
+                                   band_weighting=args.band_weighting)
             key = f"guided to motion energy s={strength:g} {start:g}-{end:g}"
             row[key], row[key + "_s"] = _generate(models, clip, args.steps, args.cfg, hook)
         if args.layout_target:  # TiVA layout guidance towards the true soundtrack's layout
             strength, start, end = configs[0]
             hook = ControlGuidance(models.vae, models.network, layout=clip.layout, strength=strength,
-                                   start=start, end=end, steps=args.steps, gradient=args.gradient, distance=args.distance)
+                                   start=start, end=end, steps=args.steps, gradient=args.gradient, distance=args.distance,
+                                   band_weighting=args.band_weighting)
             key = f"guided to layout s={strength:g} {start:g}-{end:g}"
             row[key], row[key + "_s"] = _generate(models, clip, args.steps, args.cfg, hook)
         rows.append(row)

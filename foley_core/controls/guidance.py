@@ -56,10 +56,27 @@ GRADIENTS = ("detached", "network")
 DEFAULT_START, DEFAULT_END = 0.0, 1.0
 
 
-def mel_energy(log_mel: torch.Tensor, log: str) -> torch.Tensor:
-    """(B, n_mels, T) log-mel → (B, T) frame energy proxy sqrt(mean_m M_lin²), differentiable."""
+def mel_energy(log_mel: torch.Tensor, log: str, band_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(B, n_mels, T) log-mel → (B, T) frame energy proxy sqrt(Σ_m w_m M_lin²), differentiable.
+
+    w = None: the plain mean over bands. With `band_weights` (mel_band_weights), each band counts
+    by its bandwidth, as the energy of the linear spectrum it summarises would (Parseval).
+    """
     linear = torch.pow(10.0, log_mel.float()) if log == "log10" else torch.exp(log_mel.float())
-    return torch.sqrt(linear.pow(2).mean(dim=1) + 1e-12)
+    if band_weights is None:
+        return torch.sqrt(linear.pow(2).mean(dim=1) + 1e-12)
+    w = band_weights.to(device=linear.device, dtype=linear.dtype)[None, :, None]
+    return torch.sqrt((w * linear.pow(2)).sum(dim=1) + 1e-12)
+
+
+def mel_band_weights(settings) -> torch.Tensor:
+    """Bandwidth of each Slaney mel band (f_(m+2) − f_m, as a fraction of the total): the
+    Slaney-normalised filters divide by it, so a wide high band's magnitude understates its energy."""
+    import librosa
+
+    edges = librosa.mel_frequencies(settings.n_mels + 2, fmin=settings.fmin, fmax=settings.fmax)
+    width = torch.as_tensor(edges[2:] - edges[:-2], dtype=torch.float32)
+    return width / width.sum()
 
 
 def smooth(curve: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -71,10 +88,11 @@ def smooth(curve: torch.Tensor, kernel: int) -> torch.Tensor:
     return torch.nn.functional.avg_pool1d(padded, kernel, stride=1)[:, 0]
 
 
-def envelope_proxy(log_mel: torch.Tensor, log: str, mel_rate: float) -> torch.Tensor:
+def envelope_proxy(log_mel: torch.Tensor, log: str, mel_rate: float,
+                   band_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Smoothed mel energy at the mel frame rate, (B, T); not yet normalised."""
     kernel = max(1, int(round(ENVELOPE_SMOOTHING * ENVELOPE_HOP / ENVELOPE_SAMPLE_RATE * mel_rate)))
-    return smooth(mel_energy(log_mel, log), kernel)
+    return smooth(mel_energy(log_mel, log, band_weights), kernel)
 
 
 def peak_normalized(curve: torch.Tensor) -> torch.Tensor:
@@ -119,7 +137,7 @@ class ControlGuidance:
     def __init__(self, vae, network, *, envelope: Optional[Envelope] = None, layout: Optional[Layout] = None,
                  strength: float = 1.0, start: float = DEFAULT_START, end: float = DEFAULT_END, steps: int,
                  gradient: str = "detached", envelope_weight: float = 1.0, layout_weight: float = 1.0,
-                 distance: str = "l2"):
+                 distance: str = "l2", band_weighting: bool = False):
         if envelope is None and layout is None:
             raise FoleyError("Guidance needs an envelope or a layout target.")
         if gradient not in GRADIENTS:
@@ -127,6 +145,7 @@ class ControlGuidance:
         if distance not in ("l1", "l2"):
             raise FoleyError(f"distance must be 'l1' or 'l2', got {distance!r}.")
         self.distance = distance
+        self.band_weights = mel_band_weights(MEL_SETTINGS[vae.cfg.mode]) if band_weighting else None
         if strength < 0:
             raise FoleyError(f"control_strength must be >= 0, got {strength}.")
         mode = vae.cfg.mode
@@ -221,7 +240,7 @@ class ControlGuidance:
         if self.envelope is not None and self.envelope_weight:
             times = self.start_s + np.arange(frames) / self.mel_rate
             target = torch.from_numpy(envelope_at(self.envelope, times)).to(mel.device)
-            proxy = peak_normalized(envelope_proxy(mel, self.mel.log, self.mel_rate))
+            proxy = peak_normalized(envelope_proxy(mel, self.mel.log, self.mel_rate, self.band_weights))
             diff = proxy - peak_normalized(target[None])
             # l1 = the E-L1 metric's own distance (its gradient weighs every frame alike).
             per_frame = diff.abs() if self.distance == "l1" else diff.pow(2)

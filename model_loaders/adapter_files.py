@@ -29,9 +29,10 @@ class FoleyAdapter:
     file_name: str
     metadata: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    strength: float = 1.0  # multiplies F_style (1 = as trained)
 
     def describe(self) -> str:
-        return f"{self.file_name}: {describe(self.adapter)}"
+        return f"{self.file_name} (strength {self.strength:g}): {describe(self.adapter)}"
 
 
 def choices() -> list[str]:
@@ -44,14 +45,17 @@ def locate(name: str) -> tuple[Path, str]:
         path, note = embedded.locate(name, EMBEDDED_KEY, SLOT)
         return path, note
     if not isinstance(name, str) or name not in folder_paths.get_filename_list(folders.ADAPTER_FOLDER):
+        # No silent stand-in: an adapter changes the sound, so a missing one is an error.
+        embedded_choice = embedded.choices(EMBEDDED_KEY)
+        hint = f" (or pick {embedded_choice[0]!r}, made for the embedded flow network)" if embedded_choice else ""
         raise CheckpointError(
             f"{SLOT}: {name!r} is not installed. Put the adapter (.safetensors from `python -m "
             f"foley_core.training export-adapter`) into ComfyUI/models/{folders.ADAPTER_FOLDER}/ and refresh, "
-            "or pick another adapter.")
+            f"or pick another adapter{hint}.")
     return folders.resolve(name, SLOT, folders.ADAPTER_FOLDER), ""
 
 
-def load_style_adapter(name: str) -> FoleyAdapter:
+def load_style_adapter(name: str, strength: float = 1.0) -> FoleyAdapter:
     path, note = locate(name)
     adapter, metadata = load_adapter(path)
-    return FoleyAdapter(adapter, path.name, metadata, note)
+    return FoleyAdapter(adapter, path.name, metadata, note, float(strength))

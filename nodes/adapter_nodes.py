@@ -18,14 +18,16 @@ class FoleyLoadAdapter:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"adapter": (adapter_files.choices(),)}}
+        return {"required": {"adapter": (adapter_files.choices(),)},
+                "optional": {"strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.05,
+                                                    "tooltip": "Scales the adapter's effect (1 = as trained)."})}}
 
     @classmethod
     def VALIDATE_INPUTS(cls, adapter):
         return True  # a name that is not installed gets a clear error (with the fix) when loading
 
-    def load(self, adapter):
-        handle = adapter_files.load_style_adapter(adapter)
+    def load(self, adapter, strength=1.0):
+        handle = adapter_files.load_style_adapter(adapter, strength)
         text = "\n".join(line for line in (handle.describe(), handle.notes) if line)
         print(f"[Foley Imitator] {text}")
         return {"ui": {"text": [text]}, "result": (handle,)}

@@ -118,7 +118,8 @@ class FoleyFlowSampler:
         device = devices.load_to_device(model.patcher, codec.vae if codec is not None else None)
         # The global style path: F_style rides on the conditional branch only (models/style_adapter.py).
         network = apply_style(model.network, adapter.adapter if adapter is not None else None, style,
-                              f"Style adapter {adapter.file_name}" if adapter is not None else "")
+                              f"Style adapter {adapter.file_name}" if adapter is not None else "",
+                              strength=adapter.strength if adapter is not None else 1.0)
         settings = GenerationSettings(seed, steps, cfg, duration, batch_size)
         total_s = duration if duration and duration > 0 else features.duration_s
         # One window, no reference: plain MMAudio sampling. Otherwise windows that prompt each other.

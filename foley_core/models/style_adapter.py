@@ -180,15 +180,21 @@ class StyledNetwork:
         return getattr(self.network, name)
 
 
-def apply_style(network, adapter: Optional[StyleAdapter], style, name: str = "the style adapter"):
-    """`network` itself without an adapter, else a StyledNetwork carrying the style's F_style."""
+def apply_style(network, adapter: Optional[StyleAdapter], style, name: str = "the style adapter",
+                strength: float = 1.0):
+    """`network` itself without an adapter, else a StyledNetwork carrying strength · F_style.
+
+    strength scales the adapter's output (1 = as trained; like a LoRA weight); a zero-initialised
+    adapter stays exact zeros at any strength."""
     if adapter is None:
         return network
     if style is None:
         raise FoleyError(f"{name} needs a reference: connect Foley Style Encode's style to the sampler "
                          "(or disconnect the adapter).")
+    if not (strength >= 0 and strength < float("inf")):
+        raise FoleyError(f"{name}: strength must be a finite number >= 0, got {strength}.")
     check_backbone(adapter, network, name)
-    return StyledNetwork(network, style_vector(adapter, style, name))
+    return StyledNetwork(network, style_vector(adapter, style, name) * float(strength))
 
 
 # ------------------------------------------------------------------------------------ files

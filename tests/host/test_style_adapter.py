@@ -84,3 +84,23 @@ def test_bad_adapters_are_reported(adapter_host, file_name, expected):
     result = adapter_host.run(reference_prompt(file_name), timeout=600)
     assert result.status == "error"
     assert expected in result.error_message and file_name in result.error_message, result.error_message
+
+
+def test_embedded_adapter_runs_with_the_embedded_network(adapter_host):
+    """Official names that are not installed fall back to the embedded 16 kHz set; the embedded
+    adapter was trained against that network and is offered as "(embedded) …"."""
+    info = adapter_host.object_info()
+    (embedded_adapter,) = [n for n in info["FoleyLoadAdapter"]["input"]["required"]["adapter"][0]
+                           if n.startswith("(embedded) ")]
+    prompt = json.loads((WORKFLOWS / "api" / "reference_foley.json").read_text())  # official names
+    for node in prompt.values():
+        for name, value in node["inputs"].items():
+            if isinstance(value, str) and value.endswith((".pth", ".safetensors", ".pt")):
+                node["inputs"][name] = f"not_installed_{value.replace('/', '_')}"
+    sampler = next(k for k, v in prompt.items() if v["class_type"] == "FoleyFlowSampler")
+    encode = next(k for k, v in prompt.items() if v["class_type"] == "FoleyStyleEncode")
+    prompt[encode]["inputs"]["prompt_seconds"] = 1.0  # the embedded network's window is 4 s
+    prompt[ADAPTER_NODE] = {"class_type": "FoleyLoadAdapter", "inputs": {"adapter": embedded_adapter}}
+    prompt[sampler]["inputs"]["adapter"] = [ADAPTER_NODE, 0]
+    samples = soundtrack(adapter_host, prompt)
+    assert samples.std() > 1e-4

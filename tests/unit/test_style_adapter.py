@@ -303,3 +303,13 @@ def test_reference_extraction_stages(tmp_path):
     offset = float(tensors["stage2.offset_s"][0, 1])
     expected = encode_reference(vae, wave, rate, MODE, offset_s=offset, prompt_s=0.5).acoustic_vector[0]
     torch.testing.assert_close(tensors["stage2.acoustic"][0, 1], expected)
+
+
+def test_strength_scales_the_style_vector():
+    net = tiny_network()
+    adapter = adapter_for(net)
+    torch.nn.init.normal_(adapter.out.weight)
+    one = apply_style(net, adapter, reference()).extra_global
+    torch.testing.assert_close(apply_style(net, adapter, reference(), strength=2.5).extra_global, 2.5 * one)
+    with pytest.raises(FoleyError, match="strength"):
+        apply_style(net, adapter, reference(), strength=-1.0)

@@ -183,8 +183,12 @@ def generate_long(network, features: VisualFeatures, mode: str, settings: Genera
         hook = velocity_hook
         if hook is not None and hasattr(hook, "for_window"):
             hook = hook.for_window(prompt.shape[1], window.start / (plan.sample_rate / plan.hop / 2))
+        # A network with for_window (an envelope ControlNet, controls/controlnet.py) likewise.
+        window_net = network
+        if hasattr(type(network), "for_window"):
+            window_net = network.for_window(prompt.shape[1], window.start / (plan.sample_rate / plan.hop / 2))
         out[:, window.start:window.end] = generate_with_prompt(
-            network, window_features(features, window), mode, run, prompt, device, callback,
+            window_net, window_features(features, window), mode, run, prompt, device, callback,
             target_lengths=window.target, velocity_hook=hook)
         if progress is not None:
             progress(window.index + 1, len(plan.windows))

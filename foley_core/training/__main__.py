@@ -1,4 +1,5 @@
-"""Command line: `python -m foley_core.training {extract,train,export,references,train-adapter,export-adapter} ...`
+"""Command line: `python -m foley_core.training {extract,train,export,references,train-adapter,export-adapter,
+envelopes,train-controlnet,export-controlnet} ...`
 (see docs/training.md; the style-adapter commands are described in training/adapter.py).
 
 Multi-process training: `python -m torch.distributed.run --nproc_per_node N -m foley_core.training train ...`.
@@ -67,6 +68,24 @@ def _parser() -> argparse.ArgumentParser:
     ea.add_argument("--run", required=True)
     ea.add_argument("--out", required=True, help="output .safetensors file")
     ea.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
+
+    # Envelope ControlNet (training/controlnet.py).
+    en = sub.add_parser("envelopes", help="RMS envelope of every clip's audio (ControlNet training)")
+    en.add_argument("--features", required=True, help="feature folder from `extract` (written into)")
+
+    tc = sub.add_parser("train-controlnet", help="train an envelope ControlNet on a frozen backbone")
+    tc.add_argument("--features", required=True, help="feature folder with envelopes.safetensors")
+    tc.add_argument("--config", help="ControlNetTrainConfig JSON; not needed with --resume")
+    tc.add_argument("--out", required=True, help="run folder")
+    tc.add_argument("--resume", action="store_true")
+    tc.add_argument("--stop-at", type=int)
+    tc.add_argument("--device", default="auto")
+
+    ec = sub.add_parser("export-controlnet", help="write the ControlNet for ComfyUI/models/foley_controlnet/")
+    ec.add_argument("--run", required=True)
+    ec.add_argument("--out", required=True, help="output .safetensors file")
+    ec.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
+    ec.add_argument("--fp16", action="store_true", help="store fp16 (half the size)")
     return parser
 
 
@@ -116,6 +135,22 @@ def main(argv: list[str] | None = None) -> int:
                                 device=args.device)
         if int(summary["world_size"]) == 1 or _is_rank0():
             print(f"stopped at step {summary['step']}; run folder {args.out}")
+    elif args.command == "envelopes":
+        from .controlnet import extract_envelopes
+
+        extract_envelopes(args.features)
+    elif args.command == "train-controlnet":
+        from .controlnet import ControlNetTrainConfig, train_controlnet
+
+        config = ControlNetTrainConfig.load(args.config) if args.config else None
+        summary = train_controlnet(args.features, config, args.out, resume=args.resume, stop_at=args.stop_at,
+                                   device=args.device)
+        if int(summary["world_size"]) == 1 or _is_rank0():
+            print(f"stopped at step {summary['step']}; run folder {args.out}")
+    elif args.command == "export-controlnet":
+        from .controlnet import export_controlnet
+
+        print(f"wrote {export_controlnet(args.run, args.out, use_ema=not args.raw, fp16=args.fp16)}")
     elif args.command == "export-adapter":
         from .adapter import export_adapter
 

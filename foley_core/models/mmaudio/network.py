@@ -6,7 +6,7 @@ Build cheaply for shape checks with `with torch.device("meta"): MMAudioNetwork(c
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -224,8 +224,15 @@ class MMAudioNetwork(nn.Module):
         global_c = global_c.unsqueeze(1)
         return global_c, global_c + conditions.sync_f
 
-    def predict_flow(self, latent: torch.Tensor, t: float | torch.Tensor, conditions: FlowConditions) -> torch.Tensor:
-        """Velocity (B, N, latent_dim) at normalised latent (B, N, latent_dim) and flow time t."""
+    def predict_flow(self, latent: torch.Tensor, t: float | torch.Tensor, conditions: FlowConditions,
+                     control: Optional[Callable[..., list[torch.Tensor]]] = None) -> torch.Tensor:
+        """Velocity (B, N, latent_dim) at normalised latent (B, N, latent_dim) and flow time t.
+
+        `control` (a ControlNet, controls/controlnet.py) is called once with the blocks' inputs
+        (x, clip, text, global_c, extended_c, latent_rot, clip_rot) and returns latent-stream
+        residuals, the i-th added after block i (joint blocks first, then fused). None = the
+        plain network, same code path; the weights and their keys are untouched either way.
+        """
         batch = latent.shape[0]
         self._check_length("latent", latent.shape[1], self.latent_seq_len)
         conditions = conditions.expand(batch)
@@ -234,10 +241,16 @@ class MMAudioNetwork(nn.Module):
         x = self.audio_input_proj(latent.to(self.weight_dtype))
         global_c, extended_c = self.modulation_signals(t, conditions)
         clip, text = conditions.clip_f, conditions.text_f
-        for block in self.joint_blocks:
+        residuals = [] if control is None else control(
+            x, clip, text, global_c, extended_c, self.latent_rot, self.clip_rot)
+        for i, block in enumerate(self.joint_blocks):
             x, clip, text = block(x, clip, text, global_c, extended_c, self.latent_rot, self.clip_rot)
-        for block in self.fused_blocks:
+            if i < len(residuals):
+                x = x + residuals[i]
+        for i, block in enumerate(self.fused_blocks, start=len(self.joint_blocks)):
             x = block(x, extended_c, self.latent_rot)
+            if i < len(residuals):
+                x = x + residuals[i]
         # The final layer is modulated by global_c, not extended_c: the weights were trained so.
         return self.final_layer(x, global_c).to(latent.dtype)
 

@@ -288,3 +288,14 @@ def test_guidance_works_under_inference_mode_like_a_host():
         out = _run(net, random_features(2.0), hook=hook, steps=4)
     assert torch.isfinite(out).all() and hook.report.steps == [0, 1, 2, 3]
     assert hook.report.losses[-1] < hook.report.losses[0]
+
+
+def test_distance_and_band_weighting_options(net, vae):
+    features = random_features(2.0)
+    target = _target_envelope(2.0)
+    for options in ({"distance": "l1"}, {"band_weighting": True}):
+        hook = ControlGuidance(vae, net, envelope=target, strength=0.35, end=1.0, steps=4, **options)
+        _run(net, features, hook=hook, steps=4)
+        assert hook.report.losses[-1] < hook.report.losses[0], options
+    with pytest.raises(FoleyError):
+        ControlGuidance(vae, net, envelope=target, steps=4, distance="l3")

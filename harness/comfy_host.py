@@ -89,7 +89,8 @@ class ComfyHost:
         """Create the private folders and the plugin link; returns the extra_model_paths.yaml."""
         for folder in (self.input_dir, self.output_dir, self.temp_dir, self.models_dir / "mmaudio",
                        self.models_dir / "foley_style", self.models_dir / "foley_adapters",
-                       self.models_dir / "foley_rms_mapper", self.models_dir / "foley_optical_flow"):
+                       self.models_dir / "foley_rms_mapper", self.models_dir / "foley_optical_flow",
+                       self.models_dir / "foley_controlnet"):
             folder.mkdir(parents=True, exist_ok=True)
         nodes_dir = self.work_dir / "custom_nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +108,7 @@ class ComfyHost:
             "  foley_adapters: models/foley_adapters\n"
             "  foley_rms_mapper: models/foley_rms_mapper\n"
             "  foley_optical_flow: models/foley_optical_flow\n"
+            "  foley_controlnet: models/foley_controlnet\n"
         )
         return config
 

@@ -15,6 +15,7 @@ STYLE_FOLDER = "foley_style"  # reference-audio encoders: BEATs, the style condi
 ADAPTER_FOLDER = "foley_adapters"  # trained style adapters (the global style path)
 RMS_MAPPER_FOLDER = "foley_rms_mapper"  # trained RMS-Mappers (video → envelope, issue #6)
 FLOW_FOLDER = "foley_optical_flow"  # optional torchvision RAFT weights for the RMS-Mapper's features
+CONTROLNET_FOLDER = "foley_controlnet"  # trained envelope ControlNets (issue #6)
 EXTENSIONS = {".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".sft"}
 
 
@@ -23,6 +24,7 @@ def register() -> None:
         _register(folder)
     for folder in (RMS_MAPPER_FOLDER, FLOW_FOLDER):
         _register(folder)
+    _register(CONTROLNET_FOLDER)
 
 
 def _register(folder: str) -> None:

@@ -6,6 +6,7 @@ from . import adapter_nodes
 from . import control_nodes
 from . import search_nodes
 from . import rms_mapper_nodes
+from . import controlnet_nodes
 
 folders.register()
 
@@ -21,5 +22,8 @@ for _module in (adapter_nodes,):  # style adapters (issue #5)
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
 for _module in (rms_mapper_nodes,):  # RMS-Mapper loader (issue #6)
+    NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
+for _module in (controlnet_nodes,):  # envelope ControlNet loader (issue #6)
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from ..foley_core.controls.guidance import ControlGuidance
+from ..foley_core.controls.controlnet import apply_controlnet
 from ..foley_core.decoding import finish_waveform, latents_to_mel, mel_to_waveform
 from ..foley_core.errors import FoleyError
 from ..foley_core.features import encode_visual
@@ -97,12 +98,15 @@ class FoleyFlowSampler:
                                             "tooltip": "First guided step, as a fraction of the steps."}),
                 "control_end": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
                                           "tooltip": "Guidance stops at this fraction of the steps."}),
+                "controlnet": ("FOLEY_CONTROLNET", {"tooltip": "A trained envelope ControlNet (Foley Load "
+                                                               "ControlNet): the envelope input drives it "
+                                                               "instead of envelope guidance."}),
             },
         }
 
     def sample(self, model, features, seed, steps, cfg, duration, batch_size, codec=None, style=None,
                window_seconds=0.0, overlap_seconds=1.0, envelope=None, layout=None, control_strength=1.0,
-               control_start=0.0, control_end=1.0, adapter=None):
+               control_start=0.0, control_end=1.0, adapter=None, controlnet=None):
         window_seconds = window_seconds if window_seconds and window_seconds > 0 else model.window_s
         mode = model.mode or (codec.mode if codec is not None else None)
         if mode is None:
@@ -120,6 +124,11 @@ class FoleyFlowSampler:
         network = apply_style(model.network, adapter.adapter if adapter is not None else None, style,
                               f"Style adapter {adapter.file_name}" if adapter is not None else "",
                               strength=adapter.strength if adapter is not None else 1.0)
+        # An envelope ControlNet takes the envelope (controls/controlnet.py); guidance then only follows a layout.
+        guided_envelope = envelope if controlnet is None else None
+        if controlnet is not None:
+            network = apply_controlnet(network, controlnet.controlnet, envelope, strength=controlnet.strength,
+                                       cfg_mode=controlnet.cfg_mode, name=f"ControlNet {controlnet.file_name}")
         settings = GenerationSettings(seed, steps, cfg, duration, batch_size)
         total_s = duration if duration and duration > 0 else features.duration_s
         # One window, no reference: plain MMAudio sampling. Otherwise windows that prompt each other.
@@ -135,7 +144,7 @@ class FoleyFlowSampler:
         def on_step(k, total, x, x1_estimate):
             report(next(steps_done), steps * n_windows, self._preview(network, codec, x1_estimate))
 
-        guidance = self._guidance(codec, network, envelope, layout, control_strength, control_start,
+        guidance = self._guidance(codec, network, guided_envelope, layout, control_strength, control_start,
                                   control_end, steps)
         plan = None
         if windowed:
@@ -154,8 +163,10 @@ class FoleyFlowSampler:
             "reference": None if style is None else style.describe(),
             "adapter": f"active: {adapter.describe()}" if adapter is not None else "none (no style adapter)",
             "plan": plan,  # decode_long needs the window layout to crossfade the seams
+            "controlnet": (f"active: {controlnet.describe()}, following the envelope ({envelope.duration:.2f} s)"
+                           if controlnet is not None else "none (no ControlNet)"),
             "control": None if guidance is None else {
-                "envelope": envelope is not None, "layout": layout is not None, "strength": control_strength,
+                "envelope": guided_envelope is not None, "layout": layout is not None, "strength": control_strength,
                 "steps": f"{control_start:g}-{control_end:g}", "gradient": guidance.gradient},
         }
         latent = {"samples": latents.transpose(1, 2).to(devices.output_device()),  # [B, C, N]

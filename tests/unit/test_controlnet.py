@@ -298,3 +298,23 @@ def test_objective_ignores_a_dropped_envelope_and_zero_init_gives_the_backbone_l
     trained = ControlNetObjective(net, controlnet_for(net, 1, trained_seed=6))
     assert torch.equal(trained(*inputs, noise, a, drop), trained(*inputs, noise, b, drop))
     assert not torch.equal(trained(*inputs, noise, a, keep), trained(*inputs, noise, b, keep))
+
+
+def test_reference_prompt_window_and_half_precision_network():
+    from foley_core.features import VisualFeatures
+    from foley_core.generation import GenerationSettings
+    from foley_core.long_generation import generate_long
+
+    net = tiny_network()
+    cn = controlnet_for(net, 1, trained_seed=7)
+    feats = VisualFeatures(clip_f=torch.randn(1, SEQ.clip, DIMS["clip"]), sync_f=torch.randn(1, SEQ.sync, DIMS["sync"]),
+                           text_f=torch.randn(1, SEQ.text, DIMS["text"]), negative_text_f=None, duration_s=DURATION)
+    reference = torch.randn(1, 6, DIMS["latent"])  # a reference prompt: its tokens get no control
+    latents, _ = generate_long(ControlledNetwork(net, cn, envelope()), feats, MODE,
+                               GenerationSettings(steps=2, cfg_strength=4.5), window_s=8.0, reference=reference,
+                               device=torch.device("cpu"))
+    assert latents.shape == (1, SEQ.latent, DIMS["latent"]) and torch.isfinite(latents).all()
+    half = tiny_network().to(torch.bfloat16)
+    out = sample(ControlledNetwork(half, cn, envelope()), 4.5)
+    assert torch.isfinite(out).all()
+    assert cn.input_proj.weight.dtype == torch.float32, "the loaded ControlNet is not cast in place"

@@ -72,3 +72,11 @@ def test_wrong_file_in_the_mapper_slot_is_a_clear_error(mapper_inputs):
     assert result.status == "error"
     assert "not_a_mapper.safetensors is not a Foley RMS-Mapper" in result.error_message
     assert "VAE" in result.error_message
+
+
+def test_a_mapper_file_that_is_not_installed_falls_back_to_the_embedded_one(mapper_inputs):
+    result = mapper_inputs.run(predict("someone_elses_mapper.safetensors"), timeout=300)
+    assert result.status == "success", result.error_message
+    source = result.outputs["3"]["foley_envelope"][0]["source"]
+    assert source.startswith("RMS-Mapper foley_embedded_rms_mapper.safetensors")
+    assert "'someone_elses_mapper.safetensors' is not installed" in source

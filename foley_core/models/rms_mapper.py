@@ -241,9 +241,10 @@ class MapperUse:
 
 
 def flow_mismatch_note(trained: str, used: str) -> str:
+    fix = ("connect the RAFT weights it was trained with" if trained.startswith("raft")
+           else "disconnect the RAFT weights")
     return (f"RMS-Mapper was trained with {trained!r} optical flow but {used!r} flow is being used; "
-            f"the features differ from training, so expect a worse envelope "
-            f"({'connect the RAFT weights it was trained with' if trained.startswith('raft') else 'disconnect the RAFT weights'}).")
+            f"the features differ from training, so expect a worse envelope ({fix}).")
 
 
 def mapper_envelope(mapper: RMSMapper, frames, fps: float, duration_s: float, flow="block",

@@ -90,8 +90,6 @@ def extract_features(clips_dir: str | Path, out_dir: str | Path, *, duration_s: 
                      raft: Optional[str] = None, limit: Optional[int] = None,
                      report: Callable[[str], None] = print) -> dict[str, Any]:
     """Write OUT/rms_mapper_features.safetensors (features, envelopes, clip names); returns its meta."""
-    from ..media.audio import decode_audio_stream  # noqa: F401  (fail early if PyAV is missing)
-
     clips_dir, out_dir = Path(clips_dir), Path(out_dir)
     videos = sorted(p for p in clips_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)[:limit]
     if not videos:

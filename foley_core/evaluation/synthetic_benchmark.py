@@ -8,6 +8,10 @@ features masked — the learned empty features — so only the caption is left),
 - timbre distance to the true soundtrack, and how often an output is closer (timbre) to its own
   clip's soundtrack than to a clip of another material.
 The true soundtracks themselves are scored too (the detector's ceiling).
+
+With `envelope_from_video` the "video" condition is the embedded set's whole temporal pipeline:
+the RMS-Mapper predicts an envelope from the frames and the envelope ControlNet steers the flow
+network with it (the masked condition has neither: without the video there is no envelope).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -43,9 +48,11 @@ class ModelSet:
     vae: torch.nn.Module
     vocoder: torch.nn.Module
     sample_rate: int
+    rms_mapper: Optional[torch.nn.Module] = None
+    controlnet: Optional[torch.nn.Module] = None
 
 
-def load_model_set(folder: Path) -> ModelSet:
+def load_model_set(folder: Path, envelope_from_video: bool = False) -> ModelSet:
     """An embedded-style folder: manifest.json naming network / clip / synchformer / vae files."""
     manifest = json.loads((folder / "manifest.json").read_text())
     files = manifest["files"]
@@ -54,8 +61,19 @@ def load_model_set(folder: Path) -> ModelSet:
     vocoder_file = files.get("vocoder")
     vocoder = builders.build_vocoder(folder / vocoder_file if vocoder_file else None, vae.cfg.mode)
     sample_rate, _ = builders.codec_rates(vae.cfg.mode)
-    return ModelSet(built.network, built.mode or vae.cfg.mode, builders.build_clip(folder / files["clip"]),
-                    builders.build_synchformer(folder / files["synchformer"]), vae, vocoder, sample_rate)
+    models = ModelSet(built.network, built.mode or vae.cfg.mode, builders.build_clip(folder / files["clip"]),
+                      builders.build_synchformer(folder / files["synchformer"]), vae, vocoder, sample_rate)
+    if envelope_from_video:
+        from ..controls.controlnet import load_controlnet
+        from ..models.rms_mapper import load_mapper
+
+        missing = [k for k in ("rms_mapper", "controlnet") if k not in files]
+        if missing:
+            raise FileNotFoundError(f"{folder}/manifest.json names no {' or '.join(missing)} file; "
+                                    "the envelope-from-video benchmark needs both.")
+        models.rms_mapper = load_mapper(folder / files["rms_mapper"])[0]
+        models.controlnet = load_controlnet(folder / files["controlnet"])[0]
+    return models
 
 
 def _caption(clip) -> str:
@@ -72,7 +90,10 @@ def evaluate_clip(models: ModelSet, seed: int, duration: float, steps: int, cfg:
     for condition, masked in (("video", False), ("masked", True)):
         features = encode_visual(models.clip, models.synchformer, video.clip_frames, video.sync_frames,
                                  video.duration_s, _caption(clip), "", mask_video=masked)
-        latents, lengths = generate(models.network, features, models.mode,
+        network = models.network
+        if models.controlnet is not None and not masked:
+            network = _controlled_by_predicted_envelope(models, clip, duration)
+        latents, lengths = generate(network, features, models.mode,
                                     GenerationSettings(seed=seed, steps=steps, cfg_strength=cfg),
                                     device=torch.device("cpu"))
         wave = decode_latents(models.vae, models.vocoder, latents, lengths.samples)[0, 0].numpy()
@@ -80,6 +101,15 @@ def evaluate_clip(models: ModelSet, seed: int, duration: float, steps: int, cfg:
         result[condition]["_wave"] = wave
     result["_truth"] = truth
     return result
+
+
+def _controlled_by_predicted_envelope(models: ModelSet, clip, duration: float):
+    """The flow network steered by the ControlNet with the RMS-Mapper's envelope of the frames."""
+    from ..controls.controlnet import apply_controlnet
+    from ..models.rms_mapper import mapper_envelope
+
+    envelope, _ = mapper_envelope(models.rms_mapper, clip.frames, clip.fps, duration)
+    return apply_controlnet(models.network, models.controlnet, envelope)
 
 
 def _scores(wave: np.ndarray, truth: np.ndarray, sample_rate: int, gt_onsets) -> dict:
@@ -118,8 +148,8 @@ def summarize(results: list[dict], sample_rate: int) -> dict:
 
 
 def run(models_dir: Path, n_clips: int, seed: int, duration: float, steps: int, cfg: float,
-        log=print) -> dict:
-    models = load_model_set(models_dir)
+        log=print, envelope_from_video: bool = False) -> dict:
+    models = load_model_set(models_dir, envelope_from_video)
     results, started = [], time.monotonic()
     for i in range(n_clips):
         results.append(evaluate_clip(models, HELD_OUT_SEED_OFFSET + seed + i, duration, steps, cfg))
@@ -129,7 +159,8 @@ def run(models_dir: Path, n_clips: int, seed: int, duration: float, steps: int, 
     per_clip = [{k: ({kk: vv for kk, vv in v.items() if not kk.startswith("_")} if isinstance(v, dict) else v)
                  for k, v in r.items() if not k.startswith("_")} for r in results]
     return {"models": str(models_dir), "n_clips": n_clips, "seed": seed, "duration_s": duration,
-            "steps": steps, "cfg": cfg, "summary": summary, "clips": per_clip,
+            "steps": steps, "cfg": cfg, "envelope_from_video": envelope_from_video,
+            "summary": summary, "clips": per_clip,
             "seconds": round(time.monotonic() - started, 1)}
 
 

@@ -40,3 +40,44 @@ def test_benchmark_runs_and_scores_the_true_soundtrack_as_perfect(tmp_path):
         assert summary["e_l1"]["mean"] > 0.0  # random weights cannot reproduce the soundtrack
     assert len(report["clips"]) == 2 and report["clips"][0]["n_events"] > 0
     assert "| onset acc @0.1 s |" in markdown_table(report)
+
+
+def test_envelope_from_video_runs_mapper_and_controlnet_and_a_zero_controlnet_changes_nothing(tmp_path):
+    """The pipeline benchmark (RMS-Mapper envelope → ControlNet) uses both files; with a
+    zero-initialised ControlNet its "video" condition equals the plain benchmark exactly."""
+    import pytest
+
+    from foley_core.controls.controlnet import ControlNetConfig, EnvelopeControlNet, save_controlnet
+    from foley_core.models.builders import build_network
+    from foley_core.models.rms_mapper import RMSMapper, save_mapper
+
+    write_random_model_set(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    with pytest.raises(FileNotFoundError, match="rms_mapper or controlnet"):
+        run(tmp_path, n_clips=1, seed=0, duration=2.0, steps=2, cfg=4.5, log=lambda _: None,
+            envelope_from_video=True)
+
+    net = build_network(tmp_path / manifest["files"]["network"]).network
+    controlnet = EnvelopeControlNet(ControlNetConfig.for_backbone(net.config, {"mode": "16k"}))
+    controlnet.copy_backbone_blocks(net)
+    save_controlnet(controlnet, tmp_path / "cn.safetensors")
+    torch.manual_seed(0)
+    save_mapper(RMSMapper(), tmp_path / "mapper.safetensors")
+    manifest["files"].update(controlnet="cn.safetensors", rms_mapper="mapper.safetensors")
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+
+    plain = run(tmp_path, n_clips=1, seed=0, duration=2.0, steps=2, cfg=4.5, log=lambda _: None)
+    piped = run(tmp_path, n_clips=1, seed=0, duration=2.0, steps=2, cfg=4.5, log=lambda _: None,
+                envelope_from_video=True)
+    assert piped["envelope_from_video"] and not plain["envelope_from_video"]
+    assert piped["clips"][0]["video"] == plain["clips"][0]["video"]
+    assert piped["clips"][0]["masked"] == plain["clips"][0]["masked"]
+
+    with torch.no_grad():  # a "trained" ControlNet must change the video condition, not the masked one
+        for layer in (controlnet.input_proj, *controlnet.output_projs):
+            layer.weight.normal_(0.0, 0.3)
+    save_controlnet(controlnet, tmp_path / "cn.safetensors")
+    steered = run(tmp_path, n_clips=1, seed=0, duration=2.0, steps=2, cfg=4.5, log=lambda _: None,
+                  envelope_from_video=True)
+    assert steered["clips"][0]["video"] != plain["clips"][0]["video"]
+    assert steered["clips"][0]["masked"] == plain["clips"][0]["masked"]

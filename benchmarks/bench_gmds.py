@@ -74,24 +74,30 @@ def time_batched_vs_sequential(sampler, scorer, k: int, repeats: int, seed: int)
     `repeats`, after one single-candidate warm-up)."""
     noise = torch.randn(k, *sampler.noise_shape, generator=torch.Generator().manual_seed(seed))
 
-    def batched():
-        scorer(sampler(noise))
+    def batched(score=True):
+        latents = sampler(noise)
+        if score:
+            scorer(latents)
 
-    def sequential():
+    def sequential(score=True):
         for i in range(k):
-            scorer(sampler(noise[i:i + 1]))
+            latents = sampler(noise[i:i + 1])
+            if score:
+                scorer(latents)
 
     scorer(sampler(noise[:1]))  # warm-up (first-call allocations), shared by both
     out = {}
-    for name, run in (("batched", batched), ("sequential", sequential)):
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        out[f"{name}_s_per_candidate"] = min(times) / k
-    out["ratio"] = out["batched_s_per_candidate"] / out["sequential_s_per_candidate"]
+    for prefix, score in (("", True), ("sampler_only_", False)):  # full evaluation, then the sampler alone
+        for name, run in (("batched", batched), ("sequential", sequential)):
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run(score)
+                times.append(time.perf_counter() - start)
+            out[f"{prefix}{name}_s_per_candidate"] = min(times) / k
+        out[f"{prefix}ratio"] = out[f"{prefix}batched_s_per_candidate"] / out[f"{prefix}sequential_s_per_candidate"]
     out["candidates"] = k
+    out["torch_threads"] = torch.get_num_threads()
     return out
 
 
@@ -107,11 +113,14 @@ def run(args, on_clip=None) -> dict:
     budget = gmds_evaluations(args.population, args.rounds)
     rows, started = [], time.monotonic()
     timing = None
+    if args.timing_repeats > 0:  # on the first clip's setup; --clips 0 measures only this
+        first = HELD_OUT_SEED_OFFSET + args.seed
+        _, sampler, scorer, _, _ = setup_clip(models, first, args.duration, args.steps, args.cfg)
+        timing = time_batched_vs_sequential(sampler, scorer, 2 * args.population, args.timing_repeats, first)
+        print(f"[gmds] cost per candidate: {timing}", flush=True)
     for i in range(args.clips):
         seed = HELD_OUT_SEED_OFFSET + args.seed + i
         clip, sampler, scorer, n_samples, gt = setup_clip(models, seed, args.duration, args.steps, args.cfg)
-        if i == 0 and args.timing_repeats > 0:
-            timing = time_batched_vs_sequential(sampler, scorer, 2 * args.population, args.timing_repeats, seed)
         t0 = time.perf_counter()
         g = gmds_search(sampler, scorer, sampler.noise_shape, population=args.population, rounds=args.rounds,
                         beta_small=args.beta_small, beta_large=args.beta_large, seed=seed)
@@ -141,6 +150,12 @@ def summarize(args, budget: int, rows: list, timing, started: float) -> dict:
     def col(key):
         return [r[key] for r in rows]
 
+    if not rows:
+        return {"command": "python benchmarks/bench_gmds.py " + " ".join(sys.argv[1:]), "n_clips": 0,
+                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                             if k not in ("json", "merge")},
+                "evaluations_each": budget, "clips": [], "summary": {"cost_per_candidate": timing},
+                "seconds": round(time.monotonic() - started, 1)}
     diff = np.array(col("gmds_score")) - np.array(col("best_of_n_score"))
     onset_diff = np.array(col("gmds_onset_acc@0.1s")) - np.array(col("best_of_n_onset_acc@0.1s"))
     summary = {
@@ -167,7 +182,12 @@ def summarize(args, budget: int, rows: list, timing, started: float) -> dict:
 def merge(paths: list[Path]) -> dict:
     """One report from several partial runs (e.g. clip ranges run side by side)."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    rows = [r for p in parts for r in p["clips"]]
+    seen, rows = set(), []
+    for row in (r for p in parts for r in p["clips"]):
+        if row["seed"] not in seen:  # overlapping clip ranges count each clip once
+            seen.add(row["seed"])
+            rows.append(row)
+    rows.sort(key=lambda r: r["seed"])
     timing = next((p["summary"]["cost_per_candidate"] for p in parts if p["summary"]["cost_per_candidate"]), None)
     args = argparse.Namespace(**parts[0]["settings"])
     report = summarize(args, parts[0]["evaluations_each"], rows, timing, time.monotonic())
@@ -198,7 +218,10 @@ def markdown(report: dict) -> str:
         lines.append("")
         lines.append(f"Cost per candidate (sample + decode + score), {c['candidates']} candidates: batched "
                      f"{c['batched_s_per_candidate']:.3f} s, sequential {c['sequential_s_per_candidate']:.3f} s "
-                     f"→ ratio {c['ratio']:.2f}.")
+                     f"→ ratio {c['ratio']:.2f}" + (f"; sampler alone: batched {c['sampler_only_batched_s_per_candidate']:.3f} s, "
+                                                   f"sequential {c['sampler_only_sequential_s_per_candidate']:.3f} s → ratio "
+                                                   f"{c['sampler_only_ratio']:.2f}" if "sampler_only_ratio" in c else "")
+                     + f" ({c.get('torch_threads', '?')} torch threads).")
     return "\n".join(lines)
 
 
@@ -227,7 +250,7 @@ def main(argv=None) -> int:
             args.json.write_text(json.dumps(report, indent=1) + "\n")
 
     report = merge(args.merge) if args.merge else run(args, on_clip=write)  # partial results survive a stop
-    table = markdown(report)
+    table = markdown(report) if report["n_clips"] else json.dumps(report["summary"])
     print(table)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

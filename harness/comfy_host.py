@@ -90,7 +90,7 @@ class ComfyHost:
         for folder in (self.input_dir, self.output_dir, self.temp_dir, self.models_dir / "mmaudio",
                        self.models_dir / "foley_style", self.models_dir / "foley_adapters",
                        self.models_dir / "foley_rms_mapper", self.models_dir / "foley_optical_flow",
-                       self.models_dir / "foley_controlnet"):
+                       self.models_dir / "foley_controlnet", self.models_dir / "foley_prompt_channels"):
             folder.mkdir(parents=True, exist_ok=True)
         nodes_dir = self.work_dir / "custom_nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +109,7 @@ class ComfyHost:
             "  foley_rms_mapper: models/foley_rms_mapper\n"
             "  foley_optical_flow: models/foley_optical_flow\n"
             "  foley_controlnet: models/foley_controlnet\n"
+            "  foley_prompt_channels: models/foley_prompt_channels\n"
         )
         return config
 

@@ -16,6 +16,7 @@ ADAPTER_FOLDER = "foley_adapters"  # trained style adapters (the global style pa
 RMS_MAPPER_FOLDER = "foley_rms_mapper"  # trained RMS-Mappers (video → envelope, issue #6)
 FLOW_FOLDER = "foley_optical_flow"  # optional torchvision RAFT weights for the RMS-Mapper's features
 CONTROLNET_FOLDER = "foley_controlnet"  # trained envelope ControlNets (issue #6)
+PROMPT_CHANNEL_FOLDER = "foley_prompt_channels"  # AudioIM prompt channels (issue #5)
 EXTENSIONS = {".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".sft"}
 
 
@@ -25,6 +26,7 @@ def register() -> None:
     for folder in (RMS_MAPPER_FOLDER, FLOW_FOLDER):
         _register(folder)
     _register(CONTROLNET_FOLDER)
+    _register(PROMPT_CHANNEL_FOLDER)
 
 
 def _register(folder: str) -> None:

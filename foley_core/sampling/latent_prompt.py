@@ -114,9 +114,15 @@ def sample_with_prompt(network, x0: torch.Tensor, prompt_normalized: torch.Tenso
                          f"a window of {window.prompt} + {window.target.latent} latents")
     clip_w, sync_w = window_features(network, window, clip_f, sync_f)
     network.update_seq_lengths(window.latent, window.clip, window.sync)
+    # A trained prompt channel (models/prompt_channel.py) gets this window's prompt; it may also
+    # switch the training-free replacement off ("channel only").
+    if hasattr(type(network), "with_prompt"):
+        network = network.with_prompt(prompt_normalized, window.latent)
+    replace = getattr(network, "replaces_prompt", True)
     return generate_latents(network, x0, clip_w, sync_w, text_f, negative_text_f=negative_text_f,
                             steps=steps, cfg_strength=cfg_strength, callback=callback, normalized=True,
-                            state_hook=PromptReplacement(x0, prompt_normalized), velocity_hook=velocity_hook)
+                            state_hook=PromptReplacement(x0, prompt_normalized) if replace else None,
+                            velocity_hook=velocity_hook)
 
 
 def _check_prompt(network, prompt_latent: torch.Tensor, batch: int) -> None:

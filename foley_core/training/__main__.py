@@ -1,5 +1,6 @@
 """Command line: `python -m foley_core.training {extract,train,export,references,train-adapter,export-adapter,
-envelopes,train-controlnet,export-controlnet} ...`
+envelopes,train-controlnet,export-controlnet,
+train-prompt-channel} ...`
 (see docs/training.md; the style-adapter commands are described in training/adapter.py).
 
 Multi-process training: `python -m torch.distributed.run --nproc_per_node N -m foley_core.training train ...`.
@@ -86,6 +87,18 @@ def _parser() -> argparse.ArgumentParser:
     ec.add_argument("--out", required=True, help="output .safetensors file")
     ec.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
     ec.add_argument("--fp16", action="store_true", help="store fp16 (half the size)")
+    pc = sub.add_parser("train-prompt-channel",
+                        help="train AudioIM's prompt channel (3:5 masking) on a frozen backbone")
+    pc.add_argument("--features", required=True, help="feature folder from `extract`")
+    pc.add_argument("--backbone", required=True, help="flow-network file (kept frozen)")
+    pc.add_argument("--out", required=True, help="prompt channel .safetensors for models/foley_prompt_channels/")
+    pc.add_argument("--steps", type=int, default=300)
+    pc.add_argument("--batch-size", type=int, default=16)
+    pc.add_argument("--lr", type=float, default=1e-3)
+    pc.add_argument("--prompt-dropout", type=float, default=0.1)
+    pc.add_argument("--holdout", type=int, default=0, help="leave the last N clips out (for measurements)")
+    pc.add_argument("--seed", type=int, default=0)
+    pc.add_argument("--time-limit", type=float, help="stop after this many seconds (the file is kept)")
     return parser
 
 
@@ -135,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
                                 device=args.device)
         if int(summary["world_size"]) == 1 or _is_rank0():
             print(f"stopped at step {summary['step']}; run folder {args.out}")
+    elif args.command == "train-prompt-channel":
+        from .prompt_channel import PromptChannelTrainConfig, train_prompt_channel
+
+        config = PromptChannelTrainConfig(backbone=args.backbone, steps=args.steps, batch_size=args.batch_size,
+                                          lr=args.lr, prompt_dropout=args.prompt_dropout, holdout=args.holdout,
+                                          seed=args.seed)
+        print(json.dumps(train_prompt_channel(args.features, config, args.out, time_limit_s=args.time_limit)))
     elif args.command == "envelopes":
         from .controlnet import extract_envelopes
 

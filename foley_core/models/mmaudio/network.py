@@ -5,7 +5,7 @@ Build cheaply for shape checks with `with torch.device("meta"): MMAudioNetwork(c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Callable, Optional
 
 import torch
@@ -34,6 +34,9 @@ class FlowConditions:
     # (B, D) added to global_c after the global MLP (a style adapter's output); None = nothing.
     # Not a network weight, so the official key layout is untouched.
     extra_global: Optional[torch.Tensor] = None
+    # (B, N, D) added to the latent stream's input embedding (a prompt channel's output,
+    # models/prompt_channel.py); None = nothing. Not a network weight either.
+    extra_input: Optional[torch.Tensor] = None
 
     @property
     def batch_size(self) -> int:
@@ -55,15 +58,27 @@ class FlowConditions:
                 extra = _broadcast_batch(extra, self.batch_size) if extra.shape[0] == 1 else extra
         return FlowConditions(**{**{f.name: getattr(self, f.name) for f in fields(self)}, "extra_global": extra})
 
+    def with_extra_input(self, extra: Optional[torch.Tensor]) -> "FlowConditions":
+        """A copy (same class, so wrappers' subclasses survive) with `extra` (1 or B, N, D) as extra_input."""
+        if extra is not None:
+            extra = extra.to(device=self.clip_f_c.device, dtype=self.clip_f_c.dtype)
+            if extra.shape[0] == 1 and self.batch_size != 1:
+                extra = _broadcast_batch(extra, self.batch_size)
+        return replace(self, extra_input=extra)
+
     @staticmethod
     def concat(parts: list["FlowConditions"]) -> "FlowConditions":
         """Stack several condition sets along the batch (e.g. conditional + unconditional)."""
         out = {f.name: torch.cat([getattr(p, f.name) for p in parts], dim=0)
-               for f in fields(FlowConditions) if f.name != "extra_global"}
+               for f in fields(FlowConditions) if f.name not in ("extra_global", "extra_input")}
         extras = [p.extra_global for p in parts]
         # A part without an extra (e.g. CFG's unconditional branch: no style) adds exact zeros.
         out["extra_global"] = None if all(e is None for e in extras) else torch.cat(
             [torch.zeros_like(p.clip_f_c) if e is None else e for p, e in zip(parts, extras)], dim=0)
+        inputs = [p.extra_input for p in parts]
+        # Likewise a part without a prompt channel (CFG's unconditional branch: prompt dropped) adds zeros.
+        out["extra_input"] = None if all(e is None for e in inputs) else torch.cat(
+            [torch.zeros_like(p.sync_f) if e is None else e.expand_as(p.sync_f) for p, e in zip(parts, inputs)], dim=0)
         return FlowConditions(**out)
 
 
@@ -239,6 +254,8 @@ class MMAudioNetwork(nn.Module):
         t = _time_vector(t, batch, latent.device)
 
         x = self.audio_input_proj(latent.to(self.weight_dtype))
+        if conditions.extra_input is not None:  # a prompt channel; None = the plain code path
+            x = x + conditions.extra_input.to(x.dtype)
         global_c, extended_c = self.modulation_signals(t, conditions)
         clip, text = conditions.clip_f, conditions.text_f
         residuals = [] if control is None else control(

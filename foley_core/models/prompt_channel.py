@@ -1,0 +1,246 @@
+"""AudioIM's trained latent-prompt path (§2.1, "masking training"): the masked prompt latent and
+its mask as an extra input of the latent stream.
+
+    h = audio_input_proj(x_t) + W · [m ⊙ x_p ; m] + b
+
+x_p: the clean (normalised) prompt latent placed on the first N_p positions of the window, zeros
+elsewhere; m: 1 on the prompt span, 0 elsewhere (all 0 when the prompt is dropped). W and b are
+zero-initialised, so an untrained channel adds exact zeros: sampling is bitwise the backbone's.
+Like the style adapter it is a separately stored add-on: the backbone's weights and key layout
+are untouched; the term rides in FlowConditions.extra_input (through `PromptChannelNetwork`).
+
+Why the channel helps beyond the training-free replacement: the replacement shows the network
+the prompt only as the noisy interpolation (1 - t)·x0 + t·x_p, which is mostly noise early in
+sampling; the channel gives it the clean prompt at every t (as F5-TTS/Voicebox-style masked
+training does). Positions outside the prompt get only the bias; the prompt reaches the target
+through the backbone's attention.
+
+CFG: only the conditional branch gets the channel; the unconditional branch has no prompt
+(the paper's prompt dropout trains exactly that case).
+
+Files: .safetensors with weights only + string metadata {"kind": "foley_prompt_channel",
+"config": JSON (dims, backbone it was trained against), "training": JSON}.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, FoleyError
+
+KIND = "foley_prompt_channel"
+FORMAT_VERSION = "1"
+# AudioIM: 8 s clips masked 3:5 — the first 3/8 of the latent window is the prompt.
+PROMPT_FRACTION = 3.0 / 8.0
+MODES = ("channel+replacement", "channel only")
+
+
+@dataclass
+class PromptChannelConfig:
+    width: int  # the backbone's hidden dim D
+    latent_dim: int  # the VAE's latent channels C
+    # What it was trained against: {"file", "variant", "mode", "hidden_dim", "latent_dim", "duration_s"}.
+    backbone: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if min(self.width, self.latent_dim) < 1:
+            raise ValueError("width and latent_dim must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PromptChannelConfig":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class PromptChannel(nn.Module):
+    """Zero-initialised projection of [masked prompt latent (C) ; mask (1)] to the width D."""
+
+    def __init__(self, config: PromptChannelConfig):
+        super().__init__()
+        self.config = config
+        self.proj = nn.Linear(config.latent_dim + 1, config.width)
+        nn.init.zeros_(self.proj.weight)  # untrained channel = exact zeros = the plain backbone
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, masked_prompt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) from masked_prompt (B, N, C) and mask (B, N, 1)."""
+        return self.proj(torch.cat([masked_prompt, mask.to(masked_prompt)], dim=-1))
+
+
+def masked_prompt(prompt: torch.Tensor, total: int, keep: Optional[torch.Tensor] = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """([prompt | zeros] (B, total, C), mask (B, total, 1)) for a (B, N_p, C) prompt at the start.
+
+    keep: optional (B,) bool; False rows get an all-zero prompt and mask (prompt dropout)."""
+    batch, n, channels = prompt.shape
+    if n > total:
+        raise ValueError(f"a prompt of {n} latents does not fit a window of {total}")
+    values = prompt.new_zeros(batch, total, channels)
+    mask = prompt.new_zeros(batch, total, 1)
+    values[:, :n] = prompt
+    mask[:, :n] = 1.0
+    if keep is not None:
+        row = keep.to(prompt).view(-1, 1, 1)
+        values, mask = values * row, mask * row
+    return values, mask
+
+
+def split_3_5(latent_len: int) -> int:
+    """N_p: the prompt latents of AudioIM's 3:5 masking of a window of `latent_len` latents."""
+    return int(round(latent_len * PROMPT_FRACTION))
+
+
+def check_backbone(channel: PromptChannel, network, name: str) -> None:
+    """CheckpointError when the channel was trained for a backbone of another width / latent size."""
+    cfg = network.config
+    if (channel.config.width, channel.config.latent_dim) != (cfg.hidden_dim, cfg.latent_dim):
+        raise CheckpointError(
+            f"{name} was trained for a flow network of width {channel.config.width} with "
+            f"{channel.config.latent_dim} latent channels, but the loaded network "
+            f"({getattr(cfg, 'variant', None) or 'this model'}) has width {cfg.hidden_dim} and "
+            f"{cfg.latent_dim} latent channels; load the network it was trained against "
+            f"({channel.config.backbone.get('file', 'see its metadata')}) or train a channel for this one.")
+
+
+class PromptChannelNetwork:
+    """The backbone with the prompt channel on the conditional branch.
+
+    Must be the outermost wrapper (latent_prompt.sample_with_prompt calls `with_prompt` per
+    window). `preprocess_conditions` attaches the channel's term; `empty_conditions` (CFG's
+    unconditional branch) is delegated unchanged, so it has no prompt. `replaces_prompt` tells
+    sample_with_prompt whether to keep the training-free replacement as well.
+    """
+
+    def __init__(self, network, channel: PromptChannel, *, replaces_prompt: bool = True,
+                 prompt: Optional[torch.Tensor] = None, total: int = 0):
+        self.network, self.channel = network, channel
+        self.replaces_prompt = bool(replaces_prompt)
+        self.prompt, self.total = prompt, int(total)
+        self._cast: dict = {}
+
+    def with_prompt(self, prompt_normalized: torch.Tensor, total: int) -> "PromptChannelNetwork":
+        window = copy.copy(self)
+        window.prompt, window.total = prompt_normalized, int(total)
+        return window
+
+    def for_window(self, prompt_latents: int, start_s: float) -> "PromptChannelNetwork":
+        # Long generation asks wrappers for a per-window copy; pass it on to an inner ControlNet.
+        if not hasattr(type(self.network), "for_window"):
+            return self
+        window = copy.copy(self)
+        window.network = self.network.for_window(prompt_latents, start_s)
+        return window
+
+    def _module_for(self, like: torch.Tensor) -> PromptChannel:
+        anchor = self.channel.proj.weight
+        if anchor.device == like.device and anchor.dtype == like.dtype:
+            return self.channel
+        key = (like.device, like.dtype)
+        if key not in self._cast:
+            self._cast[key] = copy.deepcopy(self.channel).to(device=like.device, dtype=like.dtype)
+        return self._cast[key]
+
+    def channel_input(self, like: torch.Tensor) -> Optional[torch.Tensor]:
+        if self.prompt is None:
+            return None
+        module = self._module_for(like)
+        values, mask = masked_prompt(self.prompt.to(like), self.total)
+        with torch.no_grad():
+            return module(values, mask)
+
+    def preprocess_conditions(self, clip_f, sync_f, text_f):
+        base = self.network.preprocess_conditions(clip_f, sync_f, text_f)
+        return base.with_extra_input(self.channel_input(base.clip_f_c))
+
+    def __getattr__(self, name):  # only called for attributes not set on the wrapper
+        if name == "network" or name.startswith("__"):  # copy/pickle probe before __init__ ran
+            raise AttributeError(name)
+        return getattr(self.network, name)
+
+
+def apply_prompt_channel(network, channel: Optional[PromptChannel], style, *, mode: str = MODES[0],
+                         name: str = "The prompt channel"):
+    """`network` itself without a channel, else a PromptChannelNetwork (mode: see MODES)."""
+    if channel is None:
+        return network
+    if style is None:
+        raise FoleyError(f"{name} conditions on a reference's prompt latent: connect Foley Style Encode's "
+                         "style to the sampler (or disconnect the prompt channel).")
+    if mode not in MODES:
+        raise FoleyError(f"{name}: mode must be one of {', '.join(MODES)}, got {mode!r}.")
+    check_backbone(channel, network, name)
+    return PromptChannelNetwork(network, channel, replaces_prompt=(mode == MODES[0]))
+
+
+# ------------------------------------------------------------------------------------ files
+def save_channel(channel: PromptChannel, path: str | Path, training: Optional[dict] = None) -> Path:
+    """Weights-only .safetensors with the config (and training summary) as metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise ValueError(f"{path}: a prompt channel is saved as .safetensors")
+    state = {k: v.detach().float().cpu().contiguous() for k, v in channel.state_dict().items()}
+    metadata = {"kind": KIND, "format_version": FORMAT_VERSION,
+                "config": json.dumps(channel.config.to_dict(), sort_keys=True),
+                "training": json.dumps(training or {}, sort_keys=True)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return path
+
+
+def load_channel(path: str | Path) -> tuple[PromptChannel, dict[str, Any]]:
+    """(channel in eval mode on the CPU, metadata) from a file written by `save_channel`."""
+    from .checkpoint_io import read_metadata, read_state_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Prompt channel {path.name}: file {path} does not exist; put it into "
+                              "ComfyUI/models/foley_prompt_channels/ and refresh.")
+    if path.suffix.lower() not in (".safetensors", ".sft"):
+        raise CheckpointError(f"Prompt channel {path.name} is not a .safetensors file; prompt channels are "
+                              "written by `python -m foley_core.training train-prompt-channel`.")
+    metadata = read_metadata(path)
+    kind = metadata.get("kind")
+    if kind != KIND:
+        raise CheckpointError(
+            f"{path.name} is not a Foley prompt channel (metadata kind {kind!r}, expected {KIND!r}); "
+            "style adapters go to Foley Load Adapter, ControlNets to Foley Load ControlNet.")
+    try:
+        config = PromptChannelConfig.from_dict(json.loads(metadata["config"]))
+    except (KeyError, ValueError, TypeError) as error:
+        raise CheckpointError(f"Prompt channel {path.name} has no usable config in its metadata "
+                              f"({error}); re-export it.") from error
+    state = read_state_dict(path, "prompt channel")
+    channel = PromptChannel(config)
+    expected = channel.state_dict()
+    wrong = sorted(set(expected) ^ set(state)) + sorted(
+        k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
+    if wrong:
+        raise CheckpointError(f"Prompt channel {path.name}: the weights do not match its config "
+                              f"(keys/shapes: {', '.join(wrong[:8])}); the file is damaged — re-export it.")
+    channel.load_state_dict({k: v.float() for k, v in state.items()})
+    channel.eval().requires_grad_(False)
+    try:
+        training = json.loads(metadata.get("training", "{}"))
+    except ValueError:
+        training = {}
+    return channel, {"config": config.to_dict(), "training": training}
+
+
+def describe(channel: PromptChannel) -> str:
+    cfg = channel.config
+    backbone = cfg.backbone.get("file") or f"width {cfg.width}"
+    return f"prompt channel: {cfg.latent_dim}+1 → {cfg.width}, trained against {backbone}"

@@ -13,6 +13,7 @@ from ..foley_core.generation import GenerationSettings, generate
 from ..foley_core.long_generation import decode_long, generate_long, plan_long_generation
 from ..foley_core.style import add_style_embeddings, encode_reference
 from ..foley_core.models.style_adapter import apply_style
+from ..foley_core.models.prompt_channel import apply_prompt_channel
 from ..foley_core.models.mmaudio.sequence import audio_mode_settings
 from ..foley_core.previews import latent_image, spectrogram_image, to_comfy_image
 from ..model_loaders import devices
@@ -98,6 +99,9 @@ class FoleyFlowSampler:
                                             "tooltip": "First guided step, as a fraction of the steps."}),
                 "control_end": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
                                           "tooltip": "Guidance stops at this fraction of the steps."}),
+                "prompt_channel": ("FOLEY_PROMPT_CHANNEL", {"tooltip": "A trained prompt channel (Foley Load "
+                                                                       "Prompt Channel): the reference's prompt "
+                                                                       "latent as an extra input. Needs the style input."}),
                 "controlnet": ("FOLEY_CONTROLNET", {"tooltip": "A trained envelope ControlNet (Foley Load "
                                                                "ControlNet): the envelope input drives it "
                                                                "instead of envelope guidance."}),
@@ -106,7 +110,7 @@ class FoleyFlowSampler:
 
     def sample(self, model, features, seed, steps, cfg, duration, batch_size, codec=None, style=None,
                window_seconds=0.0, overlap_seconds=1.0, envelope=None, layout=None, control_strength=1.0,
-               control_start=0.0, control_end=1.0, adapter=None, controlnet=None):
+               control_start=0.0, control_end=1.0, adapter=None, controlnet=None, prompt_channel=None):
         window_seconds = window_seconds if window_seconds and window_seconds > 0 else model.window_s
         mode = model.mode or (codec.mode if codec is not None else None)
         if mode is None:
@@ -129,6 +133,10 @@ class FoleyFlowSampler:
         if controlnet is not None:
             network = apply_controlnet(network, controlnet.controlnet, envelope, strength=controlnet.strength,
                                        cfg_mode=controlnet.cfg_mode, name=f"ControlNet {controlnet.file_name}")
+        # AudioIM's prompt channel: outermost wrapper, fed each window's prompt (models/prompt_channel.py).
+        if prompt_channel is not None:
+            network = apply_prompt_channel(network, prompt_channel.channel, style, mode=prompt_channel.mode,
+                                           name=f"Prompt channel {prompt_channel.file_name}")
         settings = GenerationSettings(seed, steps, cfg, duration, batch_size)
         total_s = duration if duration and duration > 0 else features.duration_s
         # One window, no reference: plain MMAudio sampling. Otherwise windows that prompt each other.
@@ -163,6 +171,8 @@ class FoleyFlowSampler:
             "reference": None if style is None else style.describe(),
             "adapter": f"active: {adapter.describe()}" if adapter is not None else "none (no style adapter)",
             "plan": plan,  # decode_long needs the window layout to crossfade the seams
+            "prompt_channel": (f"active: {prompt_channel.describe()}" if prompt_channel is not None
+                               else "none (no prompt channel)"),
             "controlnet": (f"active: {controlnet.describe()}, following the envelope ({envelope.duration:.2f} s)"
                            if controlnet is not None else "none (no ControlNet)"),
             "control": None if guidance is None else {

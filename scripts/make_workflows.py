@@ -160,9 +160,36 @@ def envelope_control() -> list[Node]:
     return [nodes[k] for k in (1, 2, 3, 4, 5, 10, 6, 7, 8, 9)]
 
 
+def embedded_synced_foley() -> list[Node]:
+    """The out-of-the-box synchronised path of the embedded set (docs/embedded_sync.md): the
+    RMS-Mapper reads the video's envelope and the envelope ControlNet makes the flow network follow
+    it. Every loader names its embedded file, so it runs with no download; the ControlNet fits the
+    embedded flow network only (with official MMAudio weights use envelope_control)."""
+    nodes = {node.id: node for node in envelope_control()}
+    embedded = "(embedded) "
+    nodes[2].widgets.update(clip=embedded + "foley_embedded_clip.safetensors",
+                            synchformer=embedded + "foley_embedded_synchformer.safetensors")
+    nodes[3].widgets.update(negative_prompt="")
+    nodes[4].widgets.update(model=embedded + "foley_embedded_16k.safetensors")
+    nodes[5].widgets.update(vae=embedded + "foley_embedded_vae_16k.safetensors",
+                            vocoder="(built-in) Griffin-Lim, no weights")
+    nodes[11] = Node(11, "FoleyLoadRMSMapper",
+                     widgets={"mapper": embedded + "foley_embedded_rms_mapper.safetensors",
+                              "raft": "none (block-matching flow)", "decoding": "argmax"},
+                     outputs=(("mapper", "FOLEY_RMS_MAPPER"),))
+    nodes[10].links["mapper"] = (11, 0, "FOLEY_RMS_MAPPER")
+    nodes[12] = Node(12, "FoleyLoadControlNet",
+                     widgets={"controlnet": embedded + "foley_envelope_controlnet_16k.safetensors",
+                              "strength": 1.0, "cfg_mode": "conditional"},
+                     outputs=(("controlnet", "FOLEY_CONTROLNET"),))
+    nodes[6].links["controlnet"] = (12, 0, "FOLEY_CONTROLNET")
+    nodes[8] = mux(8, 7, 1, "foley/embedded_synced_foley")
+    return [nodes[k] for k in (1, 2, 3, 4, 5, 11, 10, 12, 6, 7, 8, 9)]
+
+
 WORKFLOWS = {"video_to_audio": video_to_audio, "replace_soundtrack": replace_soundtrack,
              "reference_foley": reference_foley, "gmds_search": gmds_search,
-             "envelope_control": envelope_control}
+             "envelope_control": envelope_control, "embedded_synced_foley": embedded_synced_foley}
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 timbre to the prompt than the training-free replacement alone?
 
     python benchmarks/bench_prompt_channel.py dump --features /tmp/embedded/work/features \
-        --holdout 48 --out out/prompt_channel_bench/heldout.safetensors
+        --holdout 32 --compact --out out/prompt_channel_bench/heldout.safetensors
     python benchmarks/bench_prompt_channel.py evaluate --heldout out/prompt_channel_bench/heldout.safetensors \
         --channel out/prompt_channel_bench/prompt_channel_16k.safetensors --steps 25 --cfg 4.5 \
         --out docs/results/prompt_channel_benchmark.json
@@ -43,7 +43,9 @@ EMBEDDED = REPO_ROOT / "embedded_models"
 KEYS = ("clip_f", "sync_f", "text_f", "latent_mean")
 
 
-def dump(features: Path, holdout: int, out: Path) -> None:
+def dump(features: Path, holdout: int, out: Path, compact: bool = False) -> None:
+    """compact: fp16 and only the sync features + latents (the evaluation drops CLIP and text
+    anyway), to fit the device machine's transfer limit."""
     from safetensors.torch import save_file
 
     from foley_core.training import ShardDataset
@@ -52,7 +54,9 @@ def dump(features: Path, holdout: int, out: Path) -> None:
     rows = [dataset[i] for i in range(len(dataset) - holdout, len(dataset))]
     captions = [dataset.clips[i]["caption"] for i in range(len(dataset) - holdout, len(dataset))]
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: torch.stack([r[k] for r in rows]).float().contiguous() for k in KEYS}, str(out),
+    keys = ("sync_f", "latent_mean") if compact else KEYS
+    dtype = torch.float16 if compact else torch.float32
+    save_file({k: torch.stack([r[k] for r in rows]).to(dtype).contiguous() for k in keys}, str(out),
               metadata={"captions": json.dumps(captions), "names": json.dumps([r["name"] for r in rows]),
                         "seq": json.dumps(dataset.index["seq"]), "mode": dataset.mode})
     print(f"wrote {out}: {len(rows)} clips")
@@ -72,7 +76,7 @@ def evaluate(heldout: Path, channel_path: Path, steps: int, cfg: float, seed: in
 
     with safe_open(str(heldout), framework="pt") as handle:
         meta = handle.metadata()
-        data = {k: handle.get_tensor(k) for k in KEYS}
+        data = {k: handle.get_tensor(k).float() for k in handle.keys()}
     captions = json.loads(meta["captions"])
     seq, mode = json.loads(meta["seq"]), meta["mode"]
     manifest = json.loads((EMBEDDED / "manifest.json").read_text())["files"]
@@ -108,6 +112,26 @@ def evaluate(heldout: Path, channel_path: Path, steps: int, cfg: float, seed: in
     style = ReferenceStyle(prompt_latent=prompt[:1].cpu(), acoustic_vector=prompt[:1].mean(1).cpu(),
                            prompt_seconds=n_prompt / (sample_rate / hop / 2), mode=mode,
                            source_sample_rate=sample_rate, offset_s=0.0)
+    # The training objective on the held-out clips (fixed noise, video/text/prompt kept): the
+    # zero channel (= training-free, nothing learned) vs the trained one.
+    from foley_core.models.prompt_channel import PromptChannel
+    from foley_core.training import draw_step_noise, step_generator
+    from foley_core.training.prompt_channel import prompt_channel_loss
+
+    net.update_seq_lengths(seq["latent"], seq["clip"], seq["sync"])
+    # CLIP and text dropped (empty features), as in the generation below.
+    batch = {"latent_mean": latent, "latent_std": torch.zeros_like(latent),
+             "clip_f": net.empty_clip_feat.detach().expand(n, seq["clip"], -1),
+             "sync_f": data["sync_f"].to(dev), "text_f": net.empty_string_feat.detach().expand(n, -1, -1)}
+    held_loss = {}
+    for label, module in (("zero channel", PromptChannel(channel.config)), ("trained channel", channel)):
+        module = module.to(dev)
+        with torch.no_grad():
+            values = [prompt_channel_loss(net, module, batch, draw_step_noise(
+                step_generator(1234, k, 0), n, seq["latent"], net.config.latent_dim, 0.0, 0.0).to(dev),
+                torch.ones(n, dtype=torch.bool, device=dev), n_prompt).item() for k in range(8)]
+        held_loss[label] = float(np.mean(values))
+    print("held-out target-span flow loss", json.dumps(held_loss), flush=True)
     x0 = draw_noise(n, window.latent, net.config.latent_dim, seed, device=dev)
     results, timings = {}, {}
     for name in ("none", "replacement") + MODES:
@@ -131,6 +155,7 @@ def evaluate(heldout: Path, channel_path: Path, steps: int, cfg: float, seed: in
         print(name, json.dumps(results[name]), f"{timings[name]} s", flush=True)
     return {"clips": n, "prompt_latents": n_prompt, "target_s": target_s, "steps": steps, "cfg": cfg, "seed": seed,
             "channel": channel_path.name, "channel_training": channel_meta["training"], "results": results,
+            "heldout_target_flow_loss": held_loss,
             "seconds": timings, "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else platform.processor()
             or "cpu", "torch": torch.__version__}
 
@@ -142,6 +167,7 @@ def main() -> None:
     d.add_argument("--features", type=Path, required=True)
     d.add_argument("--holdout", type=int, default=48)
     d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--compact", action="store_true")
     e = sub.add_parser("evaluate")
     e.add_argument("--heldout", type=Path, required=True)
     e.add_argument("--channel", type=Path, required=True)
@@ -152,7 +178,7 @@ def main() -> None:
     e.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.command == "dump":
-        dump(args.features, args.holdout, args.out)
+        dump(args.features, args.holdout, args.out, args.compact)
         return
     summary = evaluate(args.heldout, args.channel, args.steps, args.cfg, args.seed, args.device)
     if args.out:

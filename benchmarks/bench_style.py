@@ -116,7 +116,7 @@ def prepare(work: Path, train_clips: Path, features: Path, segment: float, per_s
 
 # ----------------------------------------------------------------------------------- train
 def train(work: Path, stage1_steps: int, stage2_steps: int, batch_size: int, text_dropout: float,
-          clip_dropout: float, hidden_dim: int, lr: float) -> Path:
+          clip_dropout: float, hidden_dim: int, lr: float, device: str = "cpu") -> Path:
     import subprocess
 
     backbone = EMBEDDED / "foley_embedded_16k.safetensors"
@@ -131,7 +131,7 @@ def train(work: Path, stage1_steps: int, stage2_steps: int, batch_size: int, tex
         config = dict(base, stage=stage, steps=steps, init_adapter=str(previous) if previous else None)
         (work / f"stage{stage}.json").write_text(json.dumps(config, indent=1))
         command = [sys.executable, "-m", "foley_core.training", "train-adapter", "--features",
-                   str(work / "features"), "--out", str(run), "--device", "cpu"]
+                   str(work / "features"), "--out", str(run), "--device", device]
         command += ["--resume"] if (run / "checkpoint.pt").exists() else ["--config", str(work / f"stage{stage}.json")]
         log(f"stage {stage}: {steps} steps")
         subprocess.run(command, check=True, cwd=REPO_ROOT, env=SUBPROCESS_ENV)
@@ -170,10 +170,16 @@ def held_out_clips(n: int, seed: int, duration: float) -> list[dict]:
 
 
 def evaluate(adapter_path: Path | None, n_clips: int, seed: int, duration: float, steps: int, cfg: float,
-             video: str, strength: float = 1.0) -> dict:
+             video: str, strength: float = 1.0, device: str = "cpu") -> dict:
     models = _models()
     net, vae = models.network, models.vae
     adapter = load_adapter(adapter_path)[0] if adapter_path else None
+    # Sampling + decoding on `device`; the video encoders and metrics stay on the CPU. Only the CPU
+    # path has been measured so far (this repo's tree fills the GPU machine's 64 MiB transfer).
+    dev = torch.device(device)
+    for module in (net, vae, models.vocoder, adapter):
+        if module is not None:
+            module.to(dev)
     clips = held_out_clips(n_clips, seed, duration)
     styles = [encode_reference(vae, torch.from_numpy(c["reference"])[None], SAMPLE_RATE, models.mode,
                                prompt_s=REFERENCE_S) for c in clips]
@@ -197,8 +203,8 @@ def evaluate(adapter_path: Path | None, n_clips: int, seed: int, duration: float
             network = apply_style(net, adapter, style, strength=strength) if style is not None else net
             latents, lengths = generate(network, features, models.mode,
                                         GenerationSettings(seed=clip.meta["seed"], steps=steps, cfg_strength=cfg),
-                                        device=torch.device("cpu"))
-            wave = decode_latents(vae, models.vocoder, latents, lengths.samples)[0, 0].numpy()
+                                        device=dev)
+            wave = decode_latents(vae, models.vocoder, latents, lengths.samples)[0, 0].cpu().numpy()
             desc = timbre_descriptor(wave, SAMPLE_RATE)
             outputs[condition].append(desc)
             scores = onset_scores(wave, SAMPLE_RATE, gt, tolerances=(0.1, 0.3))
@@ -228,7 +234,9 @@ def evaluate(adapter_path: Path | None, n_clips: int, seed: int, duration: float
             "duration_s": duration, "steps": steps, "cfg": cfg, "video": video, "caption": "", "strength": strength,
             "reference_s": REFERENCE_S, "summary": summary, "clips": per_clip,
             "seconds": round(time.monotonic() - started, 1),
-            "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads"}
+            "machine": (f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads" if dev.type == "cpu"
+                        else f"{torch.cuda.get_device_name(dev)} (sampling/decoding), "
+                             f"{torch.get_num_threads()} CPU threads")}
 
 
 def main() -> None:
@@ -249,6 +257,7 @@ def main() -> None:
     t.add_argument("--clip-dropout", type=float, default=1.0, help="1 = always without CLIP features")
     t.add_argument("--hidden-dim", type=int, default=128)
     t.add_argument("--lr", type=float, default=1e-2)
+    t.add_argument("--device", default="cpu", help="train-adapter's --device (cpu, cuda, auto)")
     e = sub.add_parser("evaluate")
     e.add_argument("--adapter", type=Path, help="adapter file; without it only the no-reference baseline runs")
     e.add_argument("--clips", type=int, default=40)
@@ -259,18 +268,19 @@ def main() -> None:
     e.add_argument("--video", choices=["sync_only", "full"], default="sync_only")
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--strength", type=float, default=1.0, help="adapter strength (F_style multiplier)")
+    e.add_argument("--device", default="cpu", help="device for sampling and decoding (cpu, cuda)")
     e.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.work, args.train_clips, args.features, args.segment, args.per_stage)
     elif args.command == "train":
         train(args.work, args.stage1_steps, args.stage2_steps, args.batch_size, args.text_dropout,
-              args.clip_dropout, args.hidden_dim, args.lr)
+              args.clip_dropout, args.hidden_dim, args.lr, args.device)
     else:
         if args.threads:
             torch.set_num_threads(args.threads)
         report = evaluate(args.adapter, args.clips, args.seed, args.duration, args.steps, args.cfg, args.video,
-                          args.strength)
+                          args.strength, args.device)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1))
         print(json.dumps(report["summary"], indent=1))

@@ -115,15 +115,32 @@ def build(work: Path, out: Path, *, train_clips: int, duration: float, vae_steps
 
         save_file({k: v.half() for k, v in load_file(str(source)).items()}, str(out / FILES[name]))
     manifest = {
-        "format": "foley-imitator-embedded/1", "mode": MODE, "files": FILES, "vocoder": "griffin-lim",
+        "format": "foley-imitator-embedded/1", "mode": MODE, "files": dict(FILES), "vocoder": "griffin-lim",
         "trained_on": {"synthetic_clips": train_clips, "duration_s": duration, "seed": seed},
         "network": NETWORK, "flow_steps": steps, "batch_size": batch_size,
         "sync_pretext_steps": sync_pretext_steps, "pretext_clips": pretext_clips,
         "recipe": "python -m foley_core.training.embedded_recipe",
     }
+    _keep_add_ons(out / "manifest.json", manifest)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     log(f"wrote {out}")
     return manifest
+
+
+def _keep_add_ons(path: Path, manifest: dict) -> None:
+    """Carry over the add-ons of an existing manifest (RMS-Mapper, ControlNet, style adapter: trained by
+    their own commands, docs/training.md) whose files are still there, instead of dropping them."""
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    for key, name in old.get("files", {}).items():
+        if key in FILES or not (path.parent / name).exists():
+            continue
+        manifest["files"][key] = name
+        if key in old:
+            manifest[key] = old[key]
+        if key != "rms_mapper":  # the mapper reads video only; the others were fitted to the old network
+            log(f"kept {name}; it was trained against the previous flow network: retrain it for this one")
 
 
 def _pretext_synchformer(state: dict, index: dict, duration: float, steps: int, n_clips: int,

@@ -22,6 +22,60 @@ from . import host
 LATENT_KEY = "foley"  # our metadata inside the core LATENT dict
 
 
+# Shared by the Flow Sampler and GMDS Search (nodes/search_nodes.py) so the two cannot drift apart.
+def wrap_network(network, codec, mode, steps, *, style=None, adapter=None, envelope=None, layout=None,
+                 control_strength=1.0, control_start=0.0, control_end=1.0, controlnet=None, prompt_channel=None):
+    """The flow network wrapped for the style adapter, ControlNet and prompt channel, plus the
+    envelope/layout guidance hook (or None). Returns (network, guidance, guided_envelope)."""
+    # The global style path: F_style rides on the conditional branch only (models/style_adapter.py).
+    network = apply_style(network, adapter.adapter if adapter is not None else None, style,
+                          f"Style adapter {adapter.file_name}" if adapter is not None else "",
+                          strength=adapter.strength if adapter is not None else 1.0)
+    # An envelope ControlNet takes the envelope (controls/controlnet.py); guidance then only follows a layout.
+    guided_envelope = envelope if controlnet is None else None
+    if controlnet is not None:
+        network = apply_controlnet(network, controlnet.controlnet, envelope, strength=controlnet.strength,
+                                   cfg_mode=controlnet.cfg_mode, name=f"ControlNet {controlnet.file_name}")
+    # AudioIM's prompt channel: outermost wrapper, fed each window's prompt (models/prompt_channel.py).
+    if prompt_channel is not None:
+        network = apply_prompt_channel(network, prompt_channel.channel, style, mode=prompt_channel.mode,
+                                       name=f"Prompt channel {prompt_channel.file_name}")
+    guidance = control_guidance(codec, network, guided_envelope, layout, control_strength, control_start,
+                                control_end, steps)
+    return network, guidance, guided_envelope
+
+
+def control_guidance(codec, network, envelope, layout, strength, start, end, steps):
+    """Envelope/layout guidance (foley_core/controls/guidance.py), or None when not asked for."""
+    if envelope is None and layout is None:
+        return None
+    if codec is None:
+        raise FoleyError("Envelope/layout control decodes the sampler's estimates to a spectrogram: "
+                         "connect the codec input of the sampler (the VAE that matches the model).")
+    if not start < end:
+        raise FoleyError(f"control_start ({start}) must be below control_end ({end}); set control_strength "
+                         "to 0 to switch the control off.")
+    if strength == 0:
+        return None
+    return ControlGuidance(codec.vae.model, network, envelope=envelope, layout=layout, strength=strength,
+                           start=start, end=end, steps=steps)
+
+
+def control_info(guidance, guided_envelope, envelope, layout, strength, start, end, *, adapter=None,
+                 controlnet=None, prompt_channel=None):
+    """The latent-info entries that say which of the wrappers/guidance were active."""
+    return {
+        "adapter": f"active: {adapter.describe()}" if adapter is not None else "none (no style adapter)",
+        "prompt_channel": (f"active: {prompt_channel.describe()}" if prompt_channel is not None
+                           else "none (no prompt channel)"),
+        "controlnet": (f"active: {controlnet.describe()}, following the envelope ({envelope.duration:.2f} s)"
+                       if controlnet is not None else "none (no ControlNet)"),
+        "control": None if guidance is None else {
+            "envelope": guided_envelope is not None, "layout": layout is not None, "strength": strength,
+            "steps": f"{start:g}-{end:g}", "gradient": guidance.gradient},
+    }
+
+
 class FoleyVisualEncode:
     CATEGORY = host.CATEGORY
     FUNCTION = "encode"
@@ -124,19 +178,10 @@ class FoleyFlowSampler:
             raise FoleyError(f"The reference was encoded for {style.mode} audio but the model makes "
                              f"{mode}; encode it with this model's codec.")
         device = devices.load_to_device(model.patcher, codec.vae if codec is not None else None)
-        # The global style path: F_style rides on the conditional branch only (models/style_adapter.py).
-        network = apply_style(model.network, adapter.adapter if adapter is not None else None, style,
-                              f"Style adapter {adapter.file_name}" if adapter is not None else "",
-                              strength=adapter.strength if adapter is not None else 1.0)
-        # An envelope ControlNet takes the envelope (controls/controlnet.py); guidance then only follows a layout.
-        guided_envelope = envelope if controlnet is None else None
-        if controlnet is not None:
-            network = apply_controlnet(network, controlnet.controlnet, envelope, strength=controlnet.strength,
-                                       cfg_mode=controlnet.cfg_mode, name=f"ControlNet {controlnet.file_name}")
-        # AudioIM's prompt channel: outermost wrapper, fed each window's prompt (models/prompt_channel.py).
-        if prompt_channel is not None:
-            network = apply_prompt_channel(network, prompt_channel.channel, style, mode=prompt_channel.mode,
-                                           name=f"Prompt channel {prompt_channel.file_name}")
+        network, guidance, guided_envelope = wrap_network(
+            model.network, codec, mode, steps, style=style, adapter=adapter, envelope=envelope, layout=layout,
+            control_strength=control_strength, control_start=control_start, control_end=control_end,
+            controlnet=controlnet, prompt_channel=prompt_channel)
         settings = GenerationSettings(seed, steps, cfg, duration, batch_size)
         total_s = duration if duration and duration > 0 else features.duration_s
         # One window, no reference: plain MMAudio sampling. Otherwise windows that prompt each other.
@@ -152,8 +197,6 @@ class FoleyFlowSampler:
         def on_step(k, total, x, x1_estimate):
             report(next(steps_done), steps * n_windows, self._preview(network, codec, x1_estimate))
 
-        guidance = self._guidance(codec, network, guided_envelope, layout, control_strength, control_start,
-                                  control_end, steps)
         plan = None
         if windowed:
             latents, plan = generate_long(network, features, mode, settings, window_s=window_seconds,
@@ -169,35 +212,13 @@ class FoleyFlowSampler:
             "samples": int(round(total_s * sample_rate)), "hop": hop, "seed": int(seed),
             "variant": model.variant, "windows": n_windows,
             "reference": None if style is None else style.describe(),
-            "adapter": f"active: {adapter.describe()}" if adapter is not None else "none (no style adapter)",
             "plan": plan,  # decode_long needs the window layout to crossfade the seams
-            "prompt_channel": (f"active: {prompt_channel.describe()}" if prompt_channel is not None
-                               else "none (no prompt channel)"),
-            "controlnet": (f"active: {controlnet.describe()}, following the envelope ({envelope.duration:.2f} s)"
-                           if controlnet is not None else "none (no ControlNet)"),
-            "control": None if guidance is None else {
-                "envelope": guided_envelope is not None, "layout": layout is not None, "strength": control_strength,
-                "steps": f"{control_start:g}-{control_end:g}", "gradient": guidance.gradient},
+            **control_info(guidance, guided_envelope, envelope, layout, control_strength, control_start,
+                           control_end, adapter=adapter, controlnet=controlnet, prompt_channel=prompt_channel),
         }
         latent = {"samples": latents.transpose(1, 2).to(devices.output_device()),  # [B, C, N]
                   "type": "audio", LATENT_KEY: info}
         return (latent,)
-
-    @staticmethod
-    def _guidance(codec, network, envelope, layout, strength, start, end, steps):
-        """Envelope/layout guidance (foley_core/controls/guidance.py), or None when not asked for."""
-        if envelope is None and layout is None:
-            return None
-        if codec is None:
-            raise FoleyError("Envelope/layout control decodes the sampler's estimates to a spectrogram: "
-                             "connect the codec input of the sampler (the VAE that matches the model).")
-        if not start < end:
-            raise FoleyError(f"control_start ({start}) must be below control_end ({end}); set control_strength "
-                             "to 0 to switch the control off.")
-        if strength == 0:
-            return None
-        return ControlGuidance(codec.vae.model, network, envelope=envelope, layout=layout, strength=strength,
-                               start=start, end=end, steps=steps)
 
     @staticmethod
     def _preview(network, codec, x1_estimate):

@@ -15,7 +15,7 @@ from ..foley_core.search.verifiers import (ClapVerifier, EnvelopeVerifier, Motio
                                            VerifierContext, combine, reference_waveform)
 from ..model_loaders import devices, verifier_files
 from . import host
-from .generation_nodes import LATENT_KEY
+from .generation_nodes import LATENT_KEY, FoleyFlowSampler, control_info, wrap_network
 
 KINDS = ["envelope", "timbre", "motion_onsets", "clap"]
 
@@ -96,6 +96,23 @@ class FoleyLoadVerifier:
         raise FoleyError(f"Unknown verifier kind {kind!r}; pick one of {', '.join(KINDS)}.")
 
 
+# The Flow Sampler's optional control inputs, taken from its INPUT_TYPES so the two nodes cannot drift.
+CONTROL_INPUTS = ("adapter", "envelope", "layout", "control_strength", "control_start", "control_end",
+                  "prompt_channel", "controlnet")
+_SAMPLER_OPTIONAL = FoleyFlowSampler.INPUT_TYPES()["optional"]
+
+
+def _active_controls(controls):
+    """'; controls: …' for the summary line, or '' when none was active."""
+    active = [f"{key} {value}" for key, value in controls.items()
+              if key != "control" and isinstance(value, str) and value.startswith("active")]
+    if controls.get("control"):
+        guided = [k for k in ("envelope", "layout") if controls["control"][k]]
+        active.append(f"{'+'.join(guided)} guidance active (strength {controls['control']['strength']:g}, "
+                      f"steps {controls['control']['steps']})")
+    return "; controls: " + "; ".join(active) if active else ""
+
+
 class FoleyGMDSSearch:
     CATEGORY = host.CATEGORY + "/search"
     FUNCTION = "search"
@@ -130,11 +147,14 @@ class FoleyGMDSSearch:
                 "style": ("FOLEY_STYLE", {"tooltip": "A reference from Foley Style Encode (latent prompting)."}),
                 "window_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 30.0, "step": 0.5,
                                              "tooltip": "Backbone window; 0 = the network's own."}),
+                # The Flow Sampler's controls, with its names, types, defaults and tooltips (issue #7).
+                **{name: _SAMPLER_OPTIONAL[name] for name in CONTROL_INPUTS},
             },
         }
 
     def search(self, model, features, codec, verifier, seed, steps, cfg, duration, population, rounds,
-               beta_small, beta_large, style=None, window_seconds=0.0):
+               beta_small, beta_large, style=None, window_seconds=0.0, adapter=None, envelope=None, layout=None,
+               control_strength=1.0, control_start=0.0, control_end=1.0, prompt_channel=None, controlnet=None):
         gmds.check_settings(population, rounds, beta_small, beta_large)
         mode = model.mode or codec.mode
         if codec.latent_dim != model.network.config.latent_dim or codec.mode != mode:
@@ -162,8 +182,16 @@ class FoleyGMDSSearch:
             done["n"] = evaluations
             report(evaluations, total_now)
 
-        sampler = make_sampler(model.network, features, mode, steps=steps, cfg_strength=cfg, duration_s=duration,
-                               reference=style, device=device, callback=on_step)
+        # Same wrappers and guidance hook as the Flow Sampler, so every candidate is sampled the same way.
+        network, guidance, guided_envelope = wrap_network(
+            model.network, codec, mode, steps, style=style, adapter=adapter, envelope=envelope, layout=layout,
+            control_strength=control_strength, control_start=control_start, control_end=control_end,
+            controlnet=controlnet, prompt_channel=prompt_channel)
+        controls = control_info(guidance, guided_envelope, envelope, layout, control_strength, control_start,
+                                control_end, adapter=adapter, controlnet=controlnet, prompt_channel=prompt_channel)
+        sampler = make_sampler(network, features, mode, steps=steps, cfg_strength=cfg, duration_s=duration,
+                               reference=style, device=device, callback=on_step,
+                               velocity_hook=guidance)
         total_s = sampler.lengths.duration_s
         n_samples = int(round(total_s * sample_rate))
         scorer = make_scorer(codec.vae.model, codec.vocoder.model, verifier, codec.sample_rate, n_samples,
@@ -172,15 +200,15 @@ class FoleyGMDSSearch:
                                   beta_small=beta_small, beta_large=beta_large, seed=seed,
                                   progress=on_progress, interrupt=lambda: report(done["n"], total))
         trace = {**result.to_json(), "verifier": verifier.describe(), "seed": int(seed), "population": population,
-                 "rounds": rounds, "beta_small": beta_small, "beta_large": beta_large, "steps": steps}
+                 "rounds": rounds, "beta_small": beta_small, "beta_large": beta_large, "steps": steps, **controls}
         info = {"duration_s": float(total_s), "sample_rate": sample_rate, "mode": mode, "samples": n_samples,
                 "hop": hop, "seed": int(seed), "variant": model.variant, "windows": 1,
-                "reference": None if style is None else style.describe(), "plan": None,
+                "reference": None if style is None else style.describe(), "plan": None, **controls,
                 "search": {"method": "gmds", "best_score": result.best_score, "evaluations": result.evaluations}}
         latent = {"samples": result.best_latent.transpose(1, 2).to(devices.output_device()),  # [1, C, N]
                   "type": "audio", LATENT_KEY: info}
         summary = (f"GMDS: best score {result.best_score:.4f} after {result.evaluations} evaluations "
-                   f"({verifier.describe()})")
+                   f"({verifier.describe()})" + _active_controls(controls))
         print(f"[Foley Imitator] {summary}")
         return {"ui": {"text": [summary]},
                 "result": (latent, json.dumps(trace), to_comfy_image(plot_trace(result.trace)))}

@@ -134,7 +134,8 @@ def gmds_search() -> list[Node]:
         Node(7, "FoleyGMDSSearch",
              # A light search for the demo (9 sampler runs); the node's defaults are the paper's N = 6.
              widgets={"seed": 42, "steps": 25, "cfg": 4.5, "duration": 0.0, "population": 3, "rounds": 1,
-                      "beta_small": 0.5, "beta_large": 0.9, "window_seconds": 0.0},
+                      "beta_small": 0.5, "beta_large": 0.9, "window_seconds": 0.0,
+                      "control_strength": 1.0, "control_start": 0.0, "control_end": 1.0},
              links={"model": (4, 0, "FOLEY_MODEL"), "features": (3, 0, "FOLEY_FEATURES"),
                     "codec": (5, 0, "FOLEY_CODEC"), "verifier": (6, 0, "FOLEY_VERIFIER")},
              outputs=(("latent", "LATENT"), ("trace", "STRING"), ("plot", "IMAGE"))),

@@ -94,3 +94,38 @@ def test_betas_in_the_wrong_order_are_refused(host):
     result = host.run(prompt, timeout=600)
     assert result.status == "error"
     assert "beta_large > beta_small" in result.error_message, result.error_message
+
+
+def test_search_follows_an_envelope_with_the_samplers_guidance(host):
+    """Issue #7: the search takes the Flow Sampler's envelope input and steers every candidate with it."""
+    prompt = small_prompt()
+    prompt["20"] = {"class_type": "FoleyLoadAudio",
+                    "inputs": {"audio": "foley_demo_reference.wav", "start_time": 0.0, "duration": 0.0}}
+    prompt["21"] = {"class_type": "FoleyRMSPredict", "inputs": {"audio": ["20", 0], "edited_envelope": ""}}
+    prompt["7"]["inputs"].update(envelope=["21", 0], control_strength=2.0, control_start=0.0, control_end=0.8)
+    result = host.run(prompt, timeout=900)
+    assert result.status == "success", result.error_message + host.log_tail(3000)
+    (summary,) = result.outputs["7"]["text"]
+    assert "after 6 evaluations" in summary, summary
+    assert "envelope guidance active (strength 2, steps 0-0.8)" in summary, summary
+    samples, _ = soundtrack(host, result)
+    assert np.isfinite(samples).all() and samples.std() > 1e-5
+
+
+def test_search_drives_the_embedded_controlnet(host):
+    from harness.model_files import NET_CONFIG
+    from foley_core.controls.controlnet import save_controlnet
+    from test_controlnet_in_host import _controlnet
+
+    save_controlnet(_controlnet(NET_CONFIG, 1), host.models_dir / "foley_controlnet" / "gmds_controlnet.safetensors")
+    prompt = small_prompt()
+    prompt["20"] = {"class_type": "FoleyRMSPredict", "inputs": {"video": ["1", 0], "edited_envelope": ""}}
+    prompt["21"] = {"class_type": "FoleyLoadControlNet",
+                    "inputs": {"controlnet": "gmds_controlnet.safetensors", "strength": 1.0,
+                               "cfg_mode": "conditional"}}
+    prompt["7"]["inputs"].update(envelope=["20", 0], controlnet=["21", 0])
+    result = host.run(prompt, timeout=900)
+    assert result.status == "success", result.error_message + host.log_tail(3000)
+    (summary,) = result.outputs["7"]["text"]
+    assert "controlnet active:" in summary and "following the envelope" in summary, summary
+    assert "guidance active" not in summary, summary  # the ControlNet takes the envelope, not guidance

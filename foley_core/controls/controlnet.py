@@ -44,7 +44,6 @@ Files: .safetensors, weights only, string metadata {"kind": "foley_controlnet", 
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -365,26 +364,16 @@ def apply_controlnet(network, controlnet: Optional[EnvelopeControlNet], envelope
 def save_controlnet(controlnet: EnvelopeControlNet, path: str | Path, training: Optional[dict] = None, *,
                     fp16: bool = False) -> Path:
     """Weights-only .safetensors with the config (and training summary) as metadata."""
-    from safetensors.torch import save_file
+    from ..models.add_on_files import save_add_on
 
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors":
-        raise ValueError(f"{path}: a ControlNet is saved as .safetensors")
-    dtype = torch.float16 if fp16 else torch.float32
-    state = {k: v.detach().to(dtype).cpu().contiguous() for k, v in controlnet.state_dict().items()}
-    metadata = {"kind": KIND, "format_version": FORMAT_VERSION,
-                "config": json.dumps(controlnet.config.to_dict(), sort_keys=True),
-                "training": json.dumps(training or {}, sort_keys=True)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    return path
+    return save_add_on(controlnet, path, kind=KIND, format_version=FORMAT_VERSION, label="a ControlNet",
+                       training=training, dtype=torch.float16 if fp16 else torch.float32)
 
 
 def load_controlnet(path: str | Path) -> tuple[EnvelopeControlNet, dict[str, Any]]:
     """(ControlNet in eval mode on the CPU, fp32, metadata) from a file written by `save_controlnet`."""
-    from ..models.checkpoint_io import describe_key_mismatch, read_metadata, read_state_dict
+    from ..models.add_on_files import add_on_summary, load_matching_weights, parse_config
+    from ..models.checkpoint_io import read_metadata
 
     path = Path(path)
     if not path.is_file():
@@ -400,29 +389,10 @@ def load_controlnet(path: str | Path) -> tuple[EnvelopeControlNet, dict[str, Any
             f"{path.name} is not a Foley envelope ControlNet (metadata kind {kind!r}, expected {KIND!r}); it may "
             "be a flow network or an adapter — put it into the matching loader, and export ControlNets with "
             "`python -m foley_core.training export-controlnet`.")
-    try:
-        config = ControlNetConfig.from_dict(json.loads(metadata["config"]))
-    except (KeyError, ValueError, TypeError) as error:
-        raise CheckpointError(f"ControlNet {path.name} has no usable config in its metadata ({error}); "
-                              "re-export it.") from error
-    state = read_state_dict(path, "ControlNet")
+    config = parse_config(metadata, ControlNetConfig.from_dict, "ControlNet", path)
     controlnet = EnvelopeControlNet(config)
-    expected = controlnet.state_dict()
-    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
-    wrong = [k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
-        detail = describe_key_mismatch(missing, unexpected)
-        if wrong:
-            detail += ("; " if detail else "") + "wrong shapes: " + ", ".join(sorted(wrong)[:8])
-        raise CheckpointError(f"ControlNet {path.name}: the weights do not match its config ({detail}); "
-                              "the file is damaged or was edited — re-export it.")
-    controlnet.load_state_dict({k: v.float() for k, v in state.items()})
-    controlnet.eval().requires_grad_(False)
-    try:
-        training = json.loads(metadata.get("training", "{}"))
-    except ValueError:
-        training = {}
-    return controlnet, {"config": config.to_dict(), "training": training}
+    load_matching_weights(controlnet, path, "ControlNet")
+    return controlnet, add_on_summary(config, metadata)
 
 
 def describe(controlnet: EnvelopeControlNet) -> str:

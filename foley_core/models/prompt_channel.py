@@ -25,7 +25,6 @@ Files: .safetensors with weights only + string metadata {"kind": "foley_prompt_c
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -185,25 +184,16 @@ def apply_prompt_channel(network, channel: Optional[PromptChannel], style, *, mo
 # ------------------------------------------------------------------------------------ files
 def save_channel(channel: PromptChannel, path: str | Path, training: Optional[dict] = None) -> Path:
     """Weights-only .safetensors with the config (and training summary) as metadata."""
-    from safetensors.torch import save_file
+    from .add_on_files import save_add_on
 
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors":
-        raise ValueError(f"{path}: a prompt channel is saved as .safetensors")
-    state = {k: v.detach().float().cpu().contiguous() for k, v in channel.state_dict().items()}
-    metadata = {"kind": KIND, "format_version": FORMAT_VERSION,
-                "config": json.dumps(channel.config.to_dict(), sort_keys=True),
-                "training": json.dumps(training or {}, sort_keys=True)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    return path
+    return save_add_on(channel, path, kind=KIND, format_version=FORMAT_VERSION, label="a prompt channel",
+                       training=training)
 
 
 def load_channel(path: str | Path) -> tuple[PromptChannel, dict[str, Any]]:
     """(channel in eval mode on the CPU, metadata) from a file written by `save_channel`."""
-    from .checkpoint_io import read_metadata, read_state_dict
+    from .add_on_files import add_on_summary, load_matching_weights, parse_config
+    from .checkpoint_io import read_metadata
 
     path = Path(path)
     if not path.is_file():
@@ -218,26 +208,10 @@ def load_channel(path: str | Path) -> tuple[PromptChannel, dict[str, Any]]:
         raise CheckpointError(
             f"{path.name} is not a Foley prompt channel (metadata kind {kind!r}, expected {KIND!r}); "
             "style adapters go to Foley Load Adapter, ControlNets to Foley Load ControlNet.")
-    try:
-        config = PromptChannelConfig.from_dict(json.loads(metadata["config"]))
-    except (KeyError, ValueError, TypeError) as error:
-        raise CheckpointError(f"Prompt channel {path.name} has no usable config in its metadata "
-                              f"({error}); re-export it.") from error
-    state = read_state_dict(path, "prompt channel")
+    config = parse_config(metadata, PromptChannelConfig.from_dict, "Prompt channel", path)
     channel = PromptChannel(config)
-    expected = channel.state_dict()
-    wrong = sorted(set(expected) ^ set(state)) + sorted(
-        k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
-    if wrong:
-        raise CheckpointError(f"Prompt channel {path.name}: the weights do not match its config "
-                              f"(keys/shapes: {', '.join(wrong[:8])}); the file is damaged — re-export it.")
-    channel.load_state_dict({k: v.float() for k, v in state.items()})
-    channel.eval().requires_grad_(False)
-    try:
-        training = json.loads(metadata.get("training", "{}"))
-    except ValueError:
-        training = {}
-    return channel, {"config": config.to_dict(), "training": training}
+    load_matching_weights(channel, path, "Prompt channel", slot="prompt channel")
+    return channel, add_on_summary(config, metadata)
 
 
 def describe(channel: PromptChannel) -> str:

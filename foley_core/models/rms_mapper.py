@@ -22,7 +22,6 @@ flow method and feature recipe it was trained with) and a training summary.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -149,21 +148,10 @@ def predict_envelope(mapper: RMSMapper, features: torch.Tensor, duration_s: floa
 
 def save_mapper(mapper: RMSMapper, path: str | Path, training: Optional[dict] = None) -> Path:
     """Weights-only .safetensors; config and training summary as metadata."""
-    from safetensors.torch import save_file
+    from .add_on_files import save_add_on
 
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors":
-        raise ValueError(f"{path}: an RMS-Mapper is saved as .safetensors")
-    state = {k: v.detach().float().cpu().contiguous() for k, v in mapper.state_dict().items()
-             if v.dtype.is_floating_point}  # BatchNorm's integer batch counter is not needed
-    metadata = {"kind": KIND, "format_version": FORMAT_VERSION,
-                "config": json.dumps(mapper.config.to_dict(), sort_keys=True),
-                "training": json.dumps(training or {}, sort_keys=True)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    return path
+    return save_add_on(mapper, path, kind=KIND, format_version=FORMAT_VERSION, label="an RMS-Mapper",
+                       training=training, floating_only=True)
 
 
 def load_mapper(path: str | Path) -> tuple[RMSMapper, dict[str, Any]]:
@@ -172,7 +160,8 @@ def load_mapper(path: str | Path) -> tuple[RMSMapper, dict[str, Any]]:
     Anything else — another kind of model, a pickle, weights that do not fit the config — is a
     CheckpointError naming the file and the fix.
     """
-    from .checkpoint_io import describe_key_mismatch, guess_checkpoint_kind, read_metadata, read_state_dict
+    from .add_on_files import add_on_summary, load_matching_weights, parse_config
+    from .checkpoint_io import guess_checkpoint_kind, read_metadata, read_state_dict
 
     path = Path(path)
     export_hint = "export mappers with `python -m foley_core.training rms-mapper export`"
@@ -189,34 +178,15 @@ def load_mapper(path: str | Path) -> tuple[RMSMapper, dict[str, Any]]:
             looks = f" — its weights look like a {guess_checkpoint_kind(read_state_dict(path, 'RMS-Mapper'))} file"
         raise CheckpointError(f"{path.name} is not a Foley RMS-Mapper (metadata kind {kind!r}, expected "
                               f"{KIND!r}{looks}); put it into the matching loader, and {export_hint}.")
-    try:
-        config = RMSMapperConfig.from_dict(json.loads(metadata["config"]))
-    except (KeyError, ValueError, TypeError) as error:
-        raise CheckpointError(f"RMS-Mapper {path.name} has no usable config in its metadata ({error}); "
-                              "re-export it.") from error
+    config = parse_config(metadata, RMSMapperConfig.from_dict, "RMS-Mapper", path)
     if config.feature_version != FEATURE_VERSION or config.feature_dim != FEATURE_DIM:
         raise CheckpointError(
             f"RMS-Mapper {path.name} was trained on video features {config.feature_version!r} "
             f"({config.feature_dim} dims); this plugin computes {FEATURE_VERSION!r} ({FEATURE_DIM} dims). "
             "Retrain it with this version (`python -m foley_core.training rms-mapper`).")
-    state = read_state_dict(path, "RMS-Mapper")
     mapper = RMSMapper(config)
-    expected = {k: v for k, v in mapper.state_dict().items() if v.dtype.is_floating_point}
-    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
-    wrong = [k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
-        detail = describe_key_mismatch(missing, unexpected)
-        if wrong:
-            detail += ("; " if detail else "") + "wrong shapes: " + ", ".join(sorted(wrong)[:8])
-        raise CheckpointError(f"RMS-Mapper {path.name}: the weights do not match its config ({detail}); "
-                              "the file is damaged or was edited — re-export it.")
-    mapper.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    mapper.eval().requires_grad_(False)
-    try:
-        training = json.loads(metadata.get("training", "{}"))
-    except ValueError:
-        training = {}
-    return mapper, {"config": config.to_dict(), "training": training}
+    load_matching_weights(mapper, path, "RMS-Mapper", floating_only=True)
+    return mapper, add_on_summary(config, metadata)
 
 
 def describe(mapper: RMSMapper) -> str:

@@ -19,7 +19,6 @@ Files: .safetensors with weights only + string metadata {"kind": "foley_style_ad
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -200,20 +199,10 @@ def apply_style(network, adapter: Optional[StyleAdapter], style, name: str = "th
 # ------------------------------------------------------------------------------------ files
 def save_adapter(adapter: StyleAdapter, path: str | Path, training: Optional[dict] = None) -> Path:
     """Weights-only .safetensors with the config (and training summary) as metadata."""
-    from safetensors.torch import save_file
+    from .add_on_files import save_add_on
 
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors":
-        raise ValueError(f"{path}: a style adapter is saved as .safetensors")
-    state = {k: v.detach().float().cpu().contiguous() for k, v in adapter.state_dict().items()}
-    metadata = {"kind": KIND, "format_version": FORMAT_VERSION,
-                "config": json.dumps(adapter.config.to_dict(), sort_keys=True),
-                "training": json.dumps(training or {}, sort_keys=True)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    return path
+    return save_add_on(adapter, path, kind=KIND, format_version=FORMAT_VERSION, label="a style adapter",
+                       training=training)
 
 
 def load_adapter(path: str | Path) -> tuple[StyleAdapter, dict[str, Any]]:
@@ -222,7 +211,8 @@ def load_adapter(path: str | Path) -> tuple[StyleAdapter, dict[str, Any]]:
     Only .safetensors with kind "foley_style_adapter" are accepted; anything else, or weights that
     do not fit the recorded config, is a CheckpointError naming the file and the fix.
     """
-    from ..models.checkpoint_io import read_metadata, read_state_dict
+    from .add_on_files import add_on_summary, load_matching_weights, parse_config
+    from .checkpoint_io import read_metadata
 
     path = Path(path)
     if not path.is_file():
@@ -238,31 +228,10 @@ def load_adapter(path: str | Path) -> tuple[StyleAdapter, dict[str, Any]]:
             f"{path.name} is not a Foley style adapter (metadata kind {kind!r}, expected {KIND!r}); "
             "it may be a flow network or encoder — put it into the matching loader, and export adapters "
             "with `python -m foley_core.training export-adapter`.")
-    try:
-        config = StyleAdapterConfig.from_dict(json.loads(metadata["config"]))
-    except (KeyError, ValueError, TypeError) as error:
-        raise CheckpointError(f"Style adapter {path.name} has no usable config in its metadata "
-                              f"({error}); re-export it.") from error
-    state = read_state_dict(path, "style adapter")
+    config = parse_config(metadata, StyleAdapterConfig.from_dict, "Style adapter", path)
     adapter = StyleAdapter(config)
-    expected = adapter.state_dict()
-    missing, unexpected = set(expected) - set(state), set(state) - set(expected)
-    wrong = [k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
-        from .checkpoint_io import describe_key_mismatch
-
-        detail = describe_key_mismatch(missing, unexpected)
-        if wrong:
-            detail += ("; " if detail else "") + "wrong shapes: " + ", ".join(sorted(wrong)[:8])
-        raise CheckpointError(f"Style adapter {path.name}: the weights do not match its config ({detail}); "
-                              "the file is damaged or was edited — re-export it.")
-    adapter.load_state_dict({k: v.float() for k, v in state.items()})
-    adapter.eval().requires_grad_(False)
-    try:
-        training = json.loads(metadata.get("training", "{}"))
-    except ValueError:
-        training = {}
-    return adapter, {"config": config.to_dict(), "training": training}
+    load_matching_weights(adapter, path, "Style adapter", slot="style adapter")
+    return adapter, add_on_summary(config, metadata)
 
 
 def describe(adapter: StyleAdapter) -> str:

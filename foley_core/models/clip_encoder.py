@@ -233,6 +233,45 @@ class ClipEncoder(nn.Module):
             return torch.zeros(b, t, self.model.visual.proj.shape[1], device=self.device)
         return torch.cat(out).reshape(b, t, -1)
 
+    @property
+    def vision_layers(self) -> int:
+        return len(self.model.visual.transformer.resblocks)
+
+    @torch.inference_mode()
+    def encode_image_layers(self, frames_uint8: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:
+        """(N, 3, H, W) uint8 RGB → (N, len(layers), 1 + patches, width) float32 hidden states.
+
+        Layer l is the residual stream after vision block l (1-based, as TiVA's "layer 4/8/11" of
+        a 12-block ViT-B); layer 0 is the embedded input (after ln_pre). Token 0 is CLS, then the
+        patch tokens row by row. Same pixel handling as `encode_video_frames`.
+        """
+        if frames_uint8.ndim != 4 or frames_uint8.shape[1] != 3 or frames_uint8.dtype != torch.uint8:
+            raise MediaError(f"CLIP frames must be uint8 (N, 3, H, W); got {frames_uint8.dtype} "
+                             f"{tuple(frames_uint8.shape)}.")
+        layers = [int(layer) for layer in layers]
+        if not layers or min(layers) < 0 or max(layers) > self.vision_layers:
+            raise MediaError(f"CLIP layers must lie in 0..{self.vision_layers} (this CLIP has "
+                             f"{self.vision_layers} vision blocks); got {layers}.")
+        visual = self.model.visual
+        blocks = visual.transformer
+        out = []
+        for chunk in frames_uint8.split(max(1, self.frame_chunk)):
+            x = chunk.to(self.device, torch.float32) / 255.0
+            x = ((x - self.pixel_mean) / self.pixel_std).to(self.dtype)
+            x = visual._embeds(x)  # open_clip's patchify + CLS + positions + ln_pre, (N, L, D)
+            states = {0: x}
+            for index, block in enumerate(blocks.resblocks[: max(layers)], start=1):
+                if blocks.batch_first:
+                    x = block(x)
+                else:
+                    x = block(x.transpose(0, 1)).transpose(0, 1)
+                states[index] = x
+            out.append(torch.stack([states[layer].float() for layer in layers], dim=1))
+        if not out:
+            width = visual.conv1.weight.shape[0]
+            return torch.zeros(0, len(layers), 0, width)
+        return torch.cat(out)
+
     # ----------------------------------------------------------------------------- text
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
         """Prompts → (N, 77) int64 token ids (open_clip SimpleTokenizer, truncated with <end>)."""

@@ -17,6 +17,7 @@ RMS_MAPPER_FOLDER = "foley_rms_mapper"  # trained RMS-Mappers (video → envelop
 FLOW_FOLDER = "foley_optical_flow"  # optional torchvision RAFT weights for the RMS-Mapper's features
 CONTROLNET_FOLDER = "foley_controlnet"  # trained envelope ControlNets (issue #6)
 PROMPT_CHANNEL_FOLDER = "foley_prompt_channels"  # AudioIM prompt channels (issue #5)
+LAYOUT_PREDICTOR_FOLDER = "foley_layout_predictor"  # TiVA layout predictors (video → layout, issue #6)
 EXTENSIONS = {".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".sft"}
 
 
@@ -27,6 +28,7 @@ def register() -> None:
         _register(folder)
     _register(CONTROLNET_FOLDER)
     _register(PROMPT_CHANNEL_FOLDER)
+    _register(LAYOUT_PREDICTOR_FOLDER)
 
 
 def _register(folder: str) -> None:

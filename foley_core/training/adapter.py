@@ -45,7 +45,7 @@ from ..models.style_adapter import PARTS, StyleAdapter, StyleAdapterConfig, load
 from .checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .ema import EMA
 from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target, step_generator
-from .loop import LOG_NAME, FINAL_NAME, _all_gather, _truncate_log, epoch_batches, lr_factor, \
+from .driver import LOG_NAME, FINAL_NAME, all_gather, truncate_log, epoch_batches, lr_factor, \
     setup_context, weights_digest
 from .shards import ShardDataset
 
@@ -350,7 +350,7 @@ def train_adapter(feature_dir: str | Path, config: Optional[AdapterTrainConfig],
         window = list(state["loss_window"])
         restore_rng_state(state["rng"][ctx.rank])
         if ctx.is_main:
-            _truncate_log(run_dir / LOG_NAME, step)
+            truncate_log(run_dir / LOG_NAME, step)
     elif ctx.is_main:
         (run_dir / LOG_NAME).write_text("")
     del state
@@ -361,7 +361,7 @@ def train_adapter(feature_dir: str | Path, config: Optional[AdapterTrainConfig],
         raise ValueError(f"{len(usable)} usable clips are fewer than batch_size × processes")
 
     def save() -> None:
-        rng = _all_gather(ctx, capture_rng_state())
+        rng = all_gather(ctx, capture_rng_state())
         if ctx.is_main:
             save_checkpoint(ckpt_path, {
                 "config": config.to_dict(), "kind": "adapter", "step": step, "epoch": epoch,
@@ -421,7 +421,7 @@ def train_adapter(feature_dir: str | Path, config: Optional[AdapterTrainConfig],
             if step >= end or position == 0:
                 break
 
-    digests = _all_gather(ctx, {"adapter": weights_digest(adapter), "ema": weights_digest(ema.shadow)})
+    digests = all_gather(ctx, {"adapter": weights_digest(adapter), "ema": weights_digest(ema.shadow)})
     summary = {"step": step, "epoch": epoch, "position": position, "world_size": ctx.world_size,
                "rank_digests": digests}
     if ctx.is_main:

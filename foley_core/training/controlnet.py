@@ -13,27 +13,22 @@ blocks, and the unchanged flow-matching loss trains only the ControlNet. Per sam
 is dropped with `envelope_dropout` (control embedding masked to zero), the usual video/text
 dropouts apply, and `uncond_dropout` drops all three together: that is exactly the unconditional
 branch of CFG in the default "conditional" mode (empty video/text, no envelope), so it is trained
-too. Same machinery as the other trainers: per-(seed, step, rank) noise, DistributedSampler order,
-EMA, exact resume.
+too. The shared machinery (DDP, per-(seed, step, rank) noise, DistributedSampler order, EMA,
+checkpoints, exact resume) is training/driver.py.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
 
 from ..controls.controlnet import (SUBFRAMES, ControlNetConfig, EnvelopeControlNet, envelope_tokens,
                                    save_controlnet)
@@ -41,11 +36,9 @@ from ..controls.envelope import ENVELOPE_HOP, ENVELOPE_SAMPLE_RATE, rms_envelope
 from ..errors import FoleyError
 from ..models import builders
 from ..models.mmaudio.sequence import audio_mode_settings, sequence_lengths
-from .checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .ema import EMA
-from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target, step_generator
-from .loop import FINAL_NAME, LOG_NAME, _all_gather, _truncate_log, epoch_batches, lr_factor, setup_context, \
-    weights_digest
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .driver import TrainingTask, prepare_run, run_training
+from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
 from .shards import ShardDataset
 
 ENVELOPES_NAME = "envelopes.safetensors"
@@ -187,19 +180,8 @@ def train_controlnet(feature_dir: str | Path, config: Optional[ControlNetTrainCo
                      resume: bool = False, stop_at: Optional[int] = None, device: str = "auto") -> dict[str, Any]:
     """Train (or continue) a ControlNet; returns the summary written to RUNDIR/final.json."""
     run_dir = Path(run_dir)
-    ckpt_path = run_dir / CHECKPOINT_NAME
-    state = load_checkpoint(ckpt_path) if resume else None
-    if state is not None:
-        saved = ControlNetTrainConfig.from_dict(state["config"])
-        if config is not None and config.to_dict() != saved.to_dict():
-            raise ValueError("--resume: the given config differs from the run's; omit --config")
-        config = saved
-    elif config is None:
-        raise ValueError("a new ControlNet run needs --config")
-    ctx = setup_context(device, deterministic=config.deterministic)
-    if state is not None and state["world_size"] != ctx.world_size:
-        raise ValueError(f"the run was made with {state['world_size']} processes; resume with the same")
-
+    state, config, ctx = prepare_run(run_dir, config, ControlNetTrainConfig, resume=resume, device=device,
+                                     label="ControlNet run")
     dataset = ShardDataset(feature_dir)
     envelopes, meta = load_envelopes(feature_dir)
     if meta["clips"] != [c["name"] for c in dataset.clips]:
@@ -224,111 +206,32 @@ def train_controlnet(feature_dir: str | Path, config: Optional[ControlNetTrainCo
     torch.manual_seed(config.seed)  # identical initialisation on every rank
     controlnet = EnvelopeControlNet(cn_config)
     controlnet.copy_backbone_blocks(net)
-    if state is not None:
-        controlnet.load_state_dict(state["controlnet"])
     controlnet.requires_grad_(True).train()
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if state is None:
             (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-    net.to(ctx.device)
-    controlnet.to(ctx.device)
-    ema = EMA(controlnet, config.ema_decay)
-    objective = ControlNetObjective(net, controlnet)
-    model = (DistributedDataParallel(objective, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
-                                     broadcast_buffers=False) if ctx.distributed else objective)
-    trainable = list(controlnet.parameters())
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
-
-    step = epoch = position = 0
-    window = [0.0, 0]
-    if state is not None:
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch, position = state["step"], state["epoch"], state["position"]
-        window = list(state["loss_window"])
-        restore_rng_state(state["rng"][ctx.rank])
-        if ctx.is_main:
-            _truncate_log(run_dir / LOG_NAME, step)
-    elif ctx.is_main:
-        (run_dir / LOG_NAME).write_text("")
-    del state
-
-    end = config.steps if stop_at is None else min(config.steps, stop_at)
-    batches_per_epoch = len(epoch_batches(len(dataset), ctx, config, 0)) // config.batch_size
-    if batches_per_epoch == 0:
-        raise ValueError(f"{len(dataset)} clips are fewer than batch_size × processes")
-
-    def save() -> None:
-        rng = _all_gather(ctx, capture_rng_state())
-        if ctx.is_main:
-            save_checkpoint(ckpt_path, {
-                "config": config.to_dict(), "kind": "controlnet", "step": step, "epoch": epoch,
-                "position": position, "world_size": ctx.world_size, "controlnet": controlnet.state_dict(),
-                "controlnet_config": json.dumps(cn_config.to_dict()), "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "loss_window": window, "rng": rng})
-        if ctx.distributed:
-            dist.barrier()
-
-    started = time.time()
     row_of = {c["name"]: i for i, c in enumerate(dataset.clips)}
-    while step < end:
-        indices = epoch_batches(len(dataset), ctx, config, epoch)[position * config.batch_size:]
-        loader = DataLoader(Subset(dataset, indices), batch_size=config.batch_size, shuffle=False,
-                            num_workers=config.num_workers)
-        for batch in loader:
-            generator = step_generator(config.seed, step, ctx.rank)
-            noise = draw_step_noise(generator, config.batch_size, seq["latent"], net.config.latent_dim,
-                                    config.video_dropout, config.text_dropout)
-            # ControlNet-only draws come after the network trainer's, in a fixed order.
-            coins = torch.rand(config.batch_size, 2, generator=generator)
-            uncond = coins[:, 1] < config.uncond_dropout
-            noise.drop_text |= ~batch["has_text"] | uncond
-            noise.drop_video |= uncond
-            keep = (coins[:, 0] >= config.envelope_dropout) & ~uncond
-            rows = torch.tensor([row_of[name] for name in batch["name"]])
-            noise = noise.to(ctx.device)
-            inputs = [batch[k].to(ctx.device) for k in ("latent_mean", "latent_std", "clip_f", "sync_f", "text_f")]
-            loss = model(*inputs, noise, features[rows].to(ctx.device), keep.to(ctx.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            ema.update(controlnet)
-            step, position = step + 1, position + 1
-            if position >= batches_per_epoch:
-                epoch, position = epoch + 1, 0
-            reported = loss.detach().float()
-            if ctx.distributed:
-                dist.all_reduce(reported)
-                reported /= ctx.world_size
-            window = [window[0] + reported.item(), window[1] + 1]
-            if step % config.log_every == 0 and ctx.is_main:
-                entry = {"step": step, "loss": window[0] / window[1], "last_loss": reported.item(),
-                         "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "epoch": epoch,
-                         "elapsed_s": round(time.time() - started, 3)}
-                with open(run_dir / LOG_NAME, "a") as log:
-                    log.write(json.dumps(entry) + "\n")
-            if step % config.log_every == 0:
-                window = [0.0, 0]
-            if step % config.checkpoint_every == 0 or step == end:
-                save()
-            if step >= end or position == 0:
-                break
 
-    digests = _all_gather(ctx, {"controlnet": weights_digest(controlnet), "ema": weights_digest(ema.shadow)})
-    summary = {"step": step, "epoch": epoch, "position": position, "world_size": ctx.world_size,
-               "rank_digests": digests}
-    if ctx.is_main:
-        (run_dir / FINAL_NAME).write_text(json.dumps(summary, indent=1))
-    if ctx.distributed:
-        dist.barrier()
-        dist.destroy_process_group()
-    return summary
+    def step_loss(model, batch, generator, step) -> torch.Tensor:
+        noise = draw_step_noise(generator, config.batch_size, seq["latent"], net.config.latent_dim,
+                                config.video_dropout, config.text_dropout)
+        # ControlNet-only draws come after the network trainer's, in a fixed order.
+        coins = torch.rand(config.batch_size, 2, generator=generator)
+        uncond = coins[:, 1] < config.uncond_dropout
+        noise.drop_text |= ~batch["has_text"] | uncond
+        noise.drop_video |= uncond
+        keep = (coins[:, 0] >= config.envelope_dropout) & ~uncond
+        rows = torch.tensor([row_of[name] for name in batch["name"]])
+        noise = noise.to(ctx.device)
+        inputs = [batch[k].to(ctx.device) for k in ("latent_mean", "latent_std", "clip_f", "sync_f", "text_f")]
+        return model(*inputs, noise, features[rows].to(ctx.device), keep.to(ctx.device))
+
+    task = TrainingTask(kind="controlnet", config=config, trained=controlnet,
+                        objective=ControlNetObjective(net, controlnet), num_samples=len(dataset),
+                        step_loss=step_loss, dataset=dataset, weights_key="controlnet",
+                        checkpoint_extra={"controlnet_config": json.dumps(cn_config.to_dict())})
+    return run_training(task, ctx, run_dir, state=state, stop_at=stop_at)
 
 
 def export_controlnet(run_dir: str | Path, out_file: str | Path, *, use_ema: bool = True,

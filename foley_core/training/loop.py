@@ -11,13 +11,9 @@ same world size and device type):
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import os
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,71 +21,20 @@ import torch
 import torch.distributed as dist
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Subset
 
 from ..models.checkpoint_io import read_state_dict
 from ..models.mmaudio import MMAudioNetwork, load_network_weights
 from .checkpoint import (CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state,
                          save_checkpoint)
 from .config import TrainConfig
+from .driver import FINAL_NAME, LOG_NAME, all_gather, epoch_batches, lr_factor, setup_context, truncate_log, \
+    weights_digest
 from .ema import EMA
 from .flow_loss import FlowMatchingObjective, draw_step_noise, step_generator
 from .shards import ShardDataset
 
-LOG_NAME = "log.jsonl"
-FINAL_NAME = "final.json"
 EMPTY_FEATURE_INIT_STD = 0.02  # learned empty clip/sync features start small and random
-
-
-@dataclass
-class Context:
-    rank: int
-    world_size: int
-    device: torch.device
-    distributed: bool
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def make_deterministic() -> None:
-    """Bit-reproducible CUDA kernels (cuBLAS workspace, no atomics-based backward, no autotune).
-
-    Must run before the first CUDA op: cuBLAS reads its workspace setting once.
-    """
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-
-
-def setup_context(device: str = "auto", deterministic: bool = True) -> Context:
-    """Join the process group when launched by torchrun (WORLD_SIZE etc. in the environment)."""
-    if deterministic:
-        make_deterministic()
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if distributed and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    rank = dist.get_rank() if distributed else 0
-    world = dist.get_world_size() if distributed else 1
-    return Context(rank, world, dev, distributed)
-
-
-def lr_factor(config: TrainConfig, step: int) -> float:
-    """Linear warmup over warmup_steps, then constant or cosine down to min_lr_ratio."""
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    if config.lr_schedule == "constant":
-        return 1.0
-    span = max(1, config.steps - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / span)
-    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def initialise_new_network(net: MMAudioNetwork, dataset: ShardDataset,
@@ -122,39 +67,6 @@ def check_dataset(config: TrainConfig, dataset: ShardDataset) -> None:
     for key, shape in want.items():
         if dataset.shapes[key] != shape:
             raise ValueError(f"feature {key} has shape {dataset.shapes[key]}, the network needs {shape}")
-
-
-def epoch_batches(dataset_len: int, ctx: Context, config: TrainConfig, epoch: int) -> list[int]:
-    """This rank's sample indices for `epoch`, cut to whole batches (same count on every rank)."""
-    sampler = DistributedSampler(range(dataset_len), num_replicas=ctx.world_size, rank=ctx.rank,
-                                 shuffle=True, seed=config.seed, drop_last=True)
-    sampler.set_epoch(epoch)
-    indices = list(sampler)
-    return indices[: len(indices) // config.batch_size * config.batch_size]
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _all_gather(ctx: Context, value: Any) -> list[Any]:
-    if not ctx.distributed:
-        return [value]
-    out: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(out, value)
-    return out
-
-
-def _truncate_log(path: Path, last_step: int) -> None:
-    """Drop entries written after the checkpoint we resume from (they will be written again)."""
-    if path.is_file():
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= last_step]
-        path.write_text("".join(line + "\n" for line in kept))
 
 
 def train(feature_dir: str | Path, config: TrainConfig | None, run_dir: str | Path, *,
@@ -214,7 +126,7 @@ def train(feature_dir: str | Path, config: TrainConfig | None, run_dir: str | Pa
         window = list(state["loss_window"])
         restore_rng_state(state["rng"][ctx.rank])
         if ctx.is_main:
-            _truncate_log(run_dir / LOG_NAME, step)
+            truncate_log(run_dir / LOG_NAME, step)
     del state
     if ctx.is_main and not resume:
         (run_dir / "latent_stats.json").write_text(json.dumps(stats))
@@ -240,7 +152,7 @@ def train(feature_dir: str | Path, config: TrainConfig | None, run_dir: str | Pa
         raise ValueError(f"{len(dataset)} clips are fewer than batch_size × processes")
 
     def save() -> None:
-        rng = _all_gather(ctx, capture_rng_state())
+        rng = all_gather(ctx, capture_rng_state())
         if ctx.is_main:
             save_checkpoint(ckpt_path, {
                 "config": config.to_dict(), "step": step, "epoch": epoch, "position": position,
@@ -292,7 +204,7 @@ def train(feature_dir: str | Path, config: TrainConfig | None, run_dir: str | Pa
             if step >= end or position == 0:
                 break  # a new epoch re-cuts the order; the end stops the run
 
-    digests = _all_gather(ctx, {"model": weights_digest(net), "ema": weights_digest(ema.shadow)})
+    digests = all_gather(ctx, {"model": weights_digest(net), "ema": weights_digest(ema.shadow)})
     summary = {"step": step, "epoch": epoch, "position": position, "world_size": ctx.world_size,
                "rank_digests": digests}
     if ctx.is_main:

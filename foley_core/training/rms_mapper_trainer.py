@@ -46,7 +46,7 @@ from ..controls.mapper_features import FEATURE_RATE, FEATURE_VERSION, RaftFlow, 
 from ..errors import FoleyError
 from ..models.rms_mapper import RMSMapper, RMSMapperConfig, decode_logits, envelope_frames, save_mapper
 from .checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .loop import FINAL_NAME, LOG_NAME, _all_gather, _truncate_log, epoch_batches, setup_context
+from .driver import FINAL_NAME, LOG_NAME, all_gather, truncate_log, epoch_batches, setup_context
 
 FEATURES_NAME = "rms_mapper_features.safetensors"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
@@ -290,7 +290,7 @@ def train_mapper(feature_dir: str | Path, config: Optional[MapperTrainConfig], r
         epoch, step = int(state["epoch"]), int(state["step"])
         restore_rng_state(state["rng"][ctx.rank])
         if ctx.is_main:
-            _truncate_log(run_dir / LOG_NAME, step)
+            truncate_log(run_dir / LOG_NAME, step)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if state is None:
@@ -305,7 +305,7 @@ def train_mapper(feature_dir: str | Path, config: Optional[MapperTrainConfig], r
     started, window = time.time(), [0.0, 0]
 
     def save() -> None:
-        rng = _all_gather(ctx, capture_rng_state())
+        rng = all_gather(ctx, capture_rng_state())
         if ctx.is_main:
             val = validation_e_l1(mapper, val_x.to(ctx.device), val_y)
             save_checkpoint(ckpt_path, {
@@ -349,7 +349,7 @@ def train_mapper(feature_dir: str | Path, config: Optional[MapperTrainConfig], r
     if ctx.distributed:  # BatchNorm running stats update per rank; DDP treats rank 0's as the truth
         for buffer in mapper.buffers():
             dist.broadcast(buffer, 0)
-    digests = _all_gather(ctx, _digest(mapper))
+    digests = all_gather(ctx, _digest(mapper))
     summary = {"epoch": epoch, "step": step, "world_size": ctx.world_size, "rank_digests": digests,
                "train_clips": n_train, "val_clips": n_val}
     if ctx.is_main:

@@ -18,35 +18,30 @@ Training: the backbone (any flow-network file) is frozen; only the adapter learn
 unchanged flow-matching loss. Per sample the reference is dropped with `reference_dropout`
 (F_style = 0: the backbone's own no-reference behaviour), and the usual video/text dropouts
 apply, plus `clip_dropout` (CLIP features only → the learned empty ones, sync kept) so the adapter
-can be trained where the picture and caption do not already give the sound away. Same machinery
-as the network trainer: per-(seed, step, rank) noise, DistributedSampler order, EMA, exact resume.
+can be trained where the picture and caption do not already give the sound away. The shared
+machinery (DDP, per-(seed, step, rank) noise, DistributedSampler order, EMA, checkpoints, exact
+resume) is training/driver.py.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
-import torch.distributed as dist
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Subset
 
 from ..errors import FoleyError
 from ..models import builders
 from ..models.style_adapter import PARTS, StyleAdapter, StyleAdapterConfig, load_adapter, save_adapter
-from .checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .ema import EMA
-from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target, step_generator
-from .driver import LOG_NAME, FINAL_NAME, all_gather, truncate_log, epoch_batches, lr_factor, \
-    setup_context, weights_digest
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .driver import TrainingTask, prepare_run, run_training
+from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
 from .shards import ShardDataset
 
 REFERENCES_NAME = "references.safetensors"
@@ -289,19 +284,8 @@ def train_adapter(feature_dir: str | Path, config: Optional[AdapterTrainConfig],
                   resume: bool = False, stop_at: Optional[int] = None, device: str = "auto") -> dict[str, Any]:
     """Train (or continue) an adapter; returns the summary written to RUNDIR/final.json."""
     run_dir = Path(run_dir)
-    ckpt_path = run_dir / CHECKPOINT_NAME
-    state = load_checkpoint(ckpt_path) if resume else None
-    if state is not None:
-        saved = AdapterTrainConfig.from_dict(state["config"])
-        if config is not None and config.to_dict() != saved.to_dict():
-            raise ValueError("--resume: the given config differs from the run's; omit --config")
-        config = saved
-    elif config is None:
-        raise ValueError("a new adapter run needs --config")
-    ctx = setup_context(device, deterministic=config.deterministic)
-    if state is not None and state["world_size"] != ctx.world_size:
-        raise ValueError(f"the run was made with {state['world_size']} processes; resume with the same")
-
+    state, config, ctx = prepare_run(run_dir, config, AdapterTrainConfig, resume=resume, device=device,
+                                     label="adapter run")
     dataset = ShardDataset(feature_dir)
     references = load_references(feature_dir)
     tensors, meta = references
@@ -324,112 +308,32 @@ def train_adapter(feature_dir: str | Path, config: Optional[AdapterTrainConfig],
 
     torch.manual_seed(config.seed)  # identical adapter initialisation on every rank
     adapter = build_adapter(config, built, references, backbone_path)
-    if state is not None:
-        adapter.load_state_dict(state["adapter"])
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if state is None:
             (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-    net.to(ctx.device)
-    adapter.to(ctx.device)
-    ema = EMA(adapter, config.ema_decay)
-    objective = AdapterObjective(net, adapter)
-    model = (DistributedDataParallel(objective, device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
-                                     broadcast_buffers=False) if ctx.distributed else objective)
-    trainable = list(adapter.parameters())
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
-
-    step = epoch = position = 0
-    window = [0.0, 0]
-    if state is not None:
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch, position = state["step"], state["epoch"], state["position"]
-        window = list(state["loss_window"])
-        restore_rng_state(state["rng"][ctx.rank])
-        if ctx.is_main:
-            truncate_log(run_dir / LOG_NAME, step)
-    elif ctx.is_main:
-        (run_dir / LOG_NAME).write_text("")
-    del state
-
-    end = config.steps if stop_at is None else min(config.steps, stop_at)
-    batches_per_epoch = len(epoch_batches(len(usable), ctx, config, 0)) // config.batch_size
-    if batches_per_epoch == 0:
-        raise ValueError(f"{len(usable)} usable clips are fewer than batch_size × processes")
-
-    def save() -> None:
-        rng = all_gather(ctx, capture_rng_state())
-        if ctx.is_main:
-            save_checkpoint(ckpt_path, {
-                "config": config.to_dict(), "kind": "adapter", "step": step, "epoch": epoch,
-                "position": position, "world_size": ctx.world_size, "adapter": adapter.state_dict(),
-                "adapter_config": json.dumps(adapter.config.to_dict()), "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "loss_window": window, "rng": rng, "references": json.dumps(
-                    {k: v for k, v in meta.items() if k != "clips"})})
-        if ctx.distributed:
-            dist.barrier()
-
-    started = time.time()
     lengths = (seq["latent"], net.config.latent_dim)
-    while step < end:
-        indices = [usable[i] for i in epoch_batches(len(usable), ctx, config, epoch)][position * config.batch_size:]
-        loader = DataLoader(Subset(dataset, indices), batch_size=config.batch_size, shuffle=False,
-                            num_workers=config.num_workers)
-        for batch in loader:
-            generator = step_generator(config.seed, step, ctx.rank)
-            noise = draw_step_noise(generator, config.batch_size, *lengths, config.video_dropout,
-                                    config.text_dropout)
-            # Adapter-only draws come after the network trainer's, in a fixed order.
-            coins = torch.rand(config.batch_size, 3, generator=generator)
-            noise.drop_text |= ~batch["has_text"]
-            rows = torch.tensor([row_of[name] for name in batch["name"]])
-            parts = _pick_references(tensors, config.stage, config.parts, rows, coins[:, 2])
-            keep = coins[:, 0] >= config.reference_dropout
-            drop_clip = coins[:, 1] < config.clip_dropout
-            noise = noise.to(ctx.device)
-            inputs = [batch[k].to(ctx.device) for k in ("latent_mean", "latent_std", "clip_f", "sync_f", "text_f")]
-            loss = model(*inputs, noise, drop_clip.to(ctx.device), keep.to(ctx.device),
-                         **{p: v.to(ctx.device) for p, v in parts.items()})
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            ema.update(adapter)
-            step, position = step + 1, position + 1
-            if position >= batches_per_epoch:
-                epoch, position = epoch + 1, 0
-            reported = loss.detach().float()
-            if ctx.distributed:
-                dist.all_reduce(reported)
-                reported /= ctx.world_size
-            window = [window[0] + reported.item(), window[1] + 1]
-            if step % config.log_every == 0 and ctx.is_main:
-                entry = {"step": step, "loss": window[0] / window[1], "last_loss": reported.item(),
-                         "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), "epoch": epoch,
-                         "elapsed_s": round(time.time() - started, 3)}
-                with open(run_dir / LOG_NAME, "a") as log:
-                    log.write(json.dumps(entry) + "\n")
-            if step % config.log_every == 0:
-                window = [0.0, 0]
-            if step % config.checkpoint_every == 0 or step == end:
-                save()
-            if step >= end or position == 0:
-                break
 
-    digests = all_gather(ctx, {"adapter": weights_digest(adapter), "ema": weights_digest(ema.shadow)})
-    summary = {"step": step, "epoch": epoch, "position": position, "world_size": ctx.world_size,
-               "rank_digests": digests}
-    if ctx.is_main:
-        (run_dir / FINAL_NAME).write_text(json.dumps(summary, indent=1))
-    if ctx.distributed:
-        dist.barrier()
-        dist.destroy_process_group()
-    return summary
+    def step_loss(model, batch, generator, step) -> torch.Tensor:
+        noise = draw_step_noise(generator, config.batch_size, *lengths, config.video_dropout, config.text_dropout)
+        # Adapter-only draws come after the network trainer's, in a fixed order.
+        coins = torch.rand(config.batch_size, 3, generator=generator)
+        noise.drop_text |= ~batch["has_text"]
+        rows = torch.tensor([row_of[name] for name in batch["name"]])
+        parts = _pick_references(tensors, config.stage, config.parts, rows, coins[:, 2])
+        keep = coins[:, 0] >= config.reference_dropout
+        drop_clip = coins[:, 1] < config.clip_dropout
+        noise = noise.to(ctx.device)
+        inputs = [batch[k].to(ctx.device) for k in ("latent_mean", "latent_std", "clip_f", "sync_f", "text_f")]
+        return model(*inputs, noise, drop_clip.to(ctx.device), keep.to(ctx.device),
+                     **{p: v.to(ctx.device) for p, v in parts.items()})
+
+    task = TrainingTask(kind="adapter", config=config, trained=adapter, objective=AdapterObjective(net, adapter),
+                        num_samples=len(usable), step_loss=step_loss, dataset=dataset, sample_ids=usable,
+                        weights_key="adapter", samples_name="usable clips", checkpoint_extra={
+                            "adapter_config": json.dumps(adapter.config.to_dict()),
+                            "references": json.dumps({k: v for k, v in meta.items() if k != "clips"})})
+    return run_training(task, ctx, run_dir, state=state, stop_at=stop_at)
 
 
 def export_adapter(run_dir: str | Path, out_file: str | Path, *, use_ema: bool = True) -> Path:

@@ -92,6 +92,7 @@ class ComfyHost:
                        self.models_dir / "foley_rms_mapper", self.models_dir / "foley_optical_flow",
                        self.models_dir / "foley_controlnet", self.models_dir / "foley_prompt_channels"):
             folder.mkdir(parents=True, exist_ok=True)
+        (self.models_dir / "foley_layout_predictor").mkdir(parents=True, exist_ok=True)
         nodes_dir = self.work_dir / "custom_nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
         link = nodes_dir / PLUGIN_LINK_NAME
@@ -110,6 +111,7 @@ class ComfyHost:
             "  foley_optical_flow: models/foley_optical_flow\n"
             "  foley_controlnet: models/foley_controlnet\n"
             "  foley_prompt_channels: models/foley_prompt_channels\n"
+            "  foley_layout_predictor: models/foley_layout_predictor\n"
         )
         return config
 

@@ -90,7 +90,8 @@ class ComfyHost:
         for folder in (self.input_dir, self.output_dir, self.temp_dir, self.models_dir / "mmaudio",
                        self.models_dir / "foley_style", self.models_dir / "foley_adapters",
                        self.models_dir / "foley_rms_mapper", self.models_dir / "foley_optical_flow",
-                       self.models_dir / "foley_controlnet", self.models_dir / "foley_prompt_channels"):
+                       self.models_dir / "foley_controlnet", self.models_dir / "foley_prompt_channels",
+                       self.models_dir / "foley_layout_adapters"):
             folder.mkdir(parents=True, exist_ok=True)
         (self.models_dir / "foley_layout_predictor").mkdir(parents=True, exist_ok=True)
         nodes_dir = self.work_dir / "custom_nodes"
@@ -112,6 +113,7 @@ class ComfyHost:
             "  foley_controlnet: models/foley_controlnet\n"
             "  foley_prompt_channels: models/foley_prompt_channels\n"
             "  foley_layout_predictor: models/foley_layout_predictor\n"
+            "  foley_layout_adapters: models/foley_layout_adapters\n"
         )
         return config
 

@@ -18,6 +18,7 @@ FLOW_FOLDER = "foley_optical_flow"  # optional torchvision RAFT weights for the 
 CONTROLNET_FOLDER = "foley_controlnet"  # trained envelope ControlNets (issue #6)
 PROMPT_CHANNEL_FOLDER = "foley_prompt_channels"  # AudioIM prompt channels (issue #5)
 LAYOUT_PREDICTOR_FOLDER = "foley_layout_predictor"  # TiVA layout predictors (video → layout, issue #6)
+LAYOUT_ADAPTER_FOLDER = "foley_layout_adapters"  # TiVA layout adapters (issue #6)
 EXTENSIONS = {".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".sft"}
 
 
@@ -29,6 +30,7 @@ def register() -> None:
     _register(CONTROLNET_FOLDER)
     _register(PROMPT_CHANNEL_FOLDER)
     _register(LAYOUT_PREDICTOR_FOLDER)
+    _register(LAYOUT_ADAPTER_FOLDER)
 
 
 def _register(folder: str) -> None:

@@ -6,6 +6,7 @@ import itertools
 
 from ..foley_core.controls.guidance import ControlGuidance
 from ..foley_core.controls.controlnet import apply_controlnet
+from ..foley_core.controls.layout_adapter import apply_layout_adapter
 from ..foley_core.decoding import finish_waveform, latents_to_mel, mel_to_waveform
 from ..foley_core.errors import FoleyError
 from ..foley_core.features import encode_visual
@@ -24,9 +25,10 @@ LATENT_KEY = "foley"  # our metadata inside the core LATENT dict
 
 # Shared by the Flow Sampler and GMDS Search (nodes/search_nodes.py) so the two cannot drift apart.
 def wrap_network(network, codec, mode, steps, *, style=None, adapter=None, envelope=None, layout=None,
-                 control_strength=1.0, control_start=0.0, control_end=1.0, controlnet=None, prompt_channel=None):
-    """The flow network wrapped for the style adapter, ControlNet and prompt channel, plus the
-    envelope/layout guidance hook (or None). Returns (network, guidance, guided_envelope)."""
+                 control_strength=1.0, control_start=0.0, control_end=1.0, controlnet=None, prompt_channel=None,
+                 layout_adapter=None):
+    """The flow network wrapped for the style adapter, ControlNet, layout adapter and prompt channel,
+    plus the envelope/layout guidance hook (or None). Returns (network, guidance, guided_envelope)."""
     # The global style path: F_style rides on the conditional branch only (models/style_adapter.py).
     network = apply_style(network, adapter.adapter if adapter is not None else None, style,
                           f"Style adapter {adapter.file_name}" if adapter is not None else "",
@@ -36,11 +38,16 @@ def wrap_network(network, codec, mode, steps, *, style=None, adapter=None, envel
     if controlnet is not None:
         network = apply_controlnet(network, controlnet.controlnet, envelope, strength=controlnet.strength,
                                    cfg_mode=controlnet.cfg_mode, name=f"ControlNet {controlnet.file_name}")
+    # A layout adapter takes the layout (controls/layout_adapter.py); guidance then only follows an envelope.
+    guided_layout = layout if layout_adapter is None else None
+    if layout_adapter is not None:
+        network = apply_layout_adapter(network, layout_adapter.adapter, layout, strength=layout_adapter.strength,
+                                       mode=mode, name=f"Layout adapter {layout_adapter.file_name}")
     # AudioIM's prompt channel: outermost wrapper, fed each window's prompt (models/prompt_channel.py).
     if prompt_channel is not None:
         network = apply_prompt_channel(network, prompt_channel.channel, style, mode=prompt_channel.mode,
                                        name=f"Prompt channel {prompt_channel.file_name}")
-    guidance = control_guidance(codec, network, guided_envelope, layout, control_strength, control_start,
+    guidance = control_guidance(codec, network, guided_envelope, guided_layout, control_strength, control_start,
                                 control_end, steps)
     return network, guidance, guided_envelope
 
@@ -62,7 +69,7 @@ def control_guidance(codec, network, envelope, layout, strength, start, end, ste
 
 
 def control_info(guidance, guided_envelope, envelope, layout, strength, start, end, *, adapter=None,
-                 controlnet=None, prompt_channel=None):
+                 controlnet=None, prompt_channel=None, layout_adapter=None):
     """The latent-info entries that say which of the wrappers/guidance were active."""
     return {
         "adapter": f"active: {adapter.describe()}" if adapter is not None else "none (no style adapter)",
@@ -70,10 +77,24 @@ def control_info(guidance, guided_envelope, envelope, layout, strength, start, e
                            else "none (no prompt channel)"),
         "controlnet": (f"active: {controlnet.describe()}, following the envelope ({envelope.duration:.2f} s)"
                        if controlnet is not None else "none (no ControlNet)"),
+        "layout_adapter": (f"active: {layout_adapter.describe()}, following the layout ({layout.duration:.2f} s)"
+                           if layout_adapter is not None else "none (no layout adapter)"),
         "control": None if guidance is None else {
-            "envelope": guided_envelope is not None, "layout": layout is not None, "strength": strength,
+            "envelope": guided_envelope is not None, "layout": layout is not None and layout_adapter is None,
+            "strength": strength,
             "steps": f"{start:g}-{end:g}", "gradient": guidance.gradient},
     }
+
+
+def active_controls(controls):
+    """'; controls: …' for the summary line, or '' when none was active."""
+    active = [f"{key} {value}" for key, value in controls.items()
+              if key != "control" and isinstance(value, str) and value.startswith("active")]
+    if controls.get("control"):
+        guided = [k for k in ("envelope", "layout") if controls["control"][k]]
+        active.append(f"{'+'.join(guided)} guidance active (strength {controls['control']['strength']:g}, "
+                      f"steps {controls['control']['steps']})")
+    return "; controls: " + "; ".join(active) if active else ""
 
 
 class FoleyVisualEncode:
@@ -159,12 +180,16 @@ class FoleyFlowSampler:
                 "controlnet": ("FOLEY_CONTROLNET", {"tooltip": "A trained envelope ControlNet (Foley Load "
                                                                "ControlNet): the envelope input drives it "
                                                                "instead of envelope guidance."}),
+                "layout_adapter": ("FOLEY_LAYOUT_ADAPTER", {"tooltip": "A trained layout adapter (Foley Load "
+                                                                       "Layout Adapter): the layout input drives it "
+                                                                       "instead of layout guidance."}),
             },
         }
 
     def sample(self, model, features, seed, steps, cfg, duration, batch_size, codec=None, style=None,
                window_seconds=0.0, overlap_seconds=1.0, envelope=None, layout=None, control_strength=1.0,
-               control_start=0.0, control_end=1.0, adapter=None, controlnet=None, prompt_channel=None):
+               control_start=0.0, control_end=1.0, adapter=None, controlnet=None, prompt_channel=None,
+               layout_adapter=None):
         window_seconds = window_seconds if window_seconds and window_seconds > 0 else model.window_s
         mode = model.mode or (codec.mode if codec is not None else None)
         if mode is None:
@@ -181,7 +206,7 @@ class FoleyFlowSampler:
         network, guidance, guided_envelope = wrap_network(
             model.network, codec, mode, steps, style=style, adapter=adapter, envelope=envelope, layout=layout,
             control_strength=control_strength, control_start=control_start, control_end=control_end,
-            controlnet=controlnet, prompt_channel=prompt_channel)
+            controlnet=controlnet, prompt_channel=prompt_channel, layout_adapter=layout_adapter)
         settings = GenerationSettings(seed, steps, cfg, duration, batch_size)
         total_s = duration if duration and duration > 0 else features.duration_s
         # One window, no reference: plain MMAudio sampling. Otherwise windows that prompt each other.
@@ -214,10 +239,14 @@ class FoleyFlowSampler:
             "reference": None if style is None else style.describe(),
             "plan": plan,  # decode_long needs the window layout to crossfade the seams
             **control_info(guidance, guided_envelope, envelope, layout, control_strength, control_start,
-                           control_end, adapter=adapter, controlnet=controlnet, prompt_channel=prompt_channel),
+                           control_end, adapter=adapter, controlnet=controlnet, prompt_channel=prompt_channel,
+                           layout_adapter=layout_adapter),
         }
         latent = {"samples": latents.transpose(1, 2).to(devices.output_device()),  # [B, C, N]
                   "type": "audio", LATENT_KEY: info}
+        summary = active_controls(info)
+        if summary:  # say in the log which add-ons/guidance ran (the latent's info carries the details)
+            print(f"[Foley Imitator] Flow Sampler{summary}")
         return (latent,)
 
     @staticmethod

@@ -15,7 +15,7 @@ from ..foley_core.search.verifiers import (ClapVerifier, EnvelopeVerifier, Motio
                                            VerifierContext, combine, reference_waveform)
 from ..model_loaders import devices, verifier_files
 from . import host
-from .generation_nodes import LATENT_KEY, FoleyFlowSampler, control_info, wrap_network
+from .generation_nodes import LATENT_KEY, FoleyFlowSampler, active_controls, control_info, wrap_network
 
 KINDS = ["envelope", "timbre", "motion_onsets", "clap"]
 
@@ -98,19 +98,8 @@ class FoleyLoadVerifier:
 
 # The Flow Sampler's optional control inputs, taken from its INPUT_TYPES so the two nodes cannot drift.
 CONTROL_INPUTS = ("adapter", "envelope", "layout", "control_strength", "control_start", "control_end",
-                  "prompt_channel", "controlnet")
+                  "prompt_channel", "controlnet", "layout_adapter")
 _SAMPLER_OPTIONAL = FoleyFlowSampler.INPUT_TYPES()["optional"]
-
-
-def _active_controls(controls):
-    """'; controls: …' for the summary line, or '' when none was active."""
-    active = [f"{key} {value}" for key, value in controls.items()
-              if key != "control" and isinstance(value, str) and value.startswith("active")]
-    if controls.get("control"):
-        guided = [k for k in ("envelope", "layout") if controls["control"][k]]
-        active.append(f"{'+'.join(guided)} guidance active (strength {controls['control']['strength']:g}, "
-                      f"steps {controls['control']['steps']})")
-    return "; controls: " + "; ".join(active) if active else ""
 
 
 class FoleyGMDSSearch:
@@ -154,7 +143,8 @@ class FoleyGMDSSearch:
 
     def search(self, model, features, codec, verifier, seed, steps, cfg, duration, population, rounds,
                beta_small, beta_large, style=None, window_seconds=0.0, adapter=None, envelope=None, layout=None,
-               control_strength=1.0, control_start=0.0, control_end=1.0, prompt_channel=None, controlnet=None):
+               control_strength=1.0, control_start=0.0, control_end=1.0, prompt_channel=None, controlnet=None,
+               layout_adapter=None):
         gmds.check_settings(population, rounds, beta_small, beta_large)
         mode = model.mode or codec.mode
         if codec.latent_dim != model.network.config.latent_dim or codec.mode != mode:
@@ -186,9 +176,17 @@ class FoleyGMDSSearch:
         network, guidance, guided_envelope = wrap_network(
             model.network, codec, mode, steps, style=style, adapter=adapter, envelope=envelope, layout=layout,
             control_strength=control_strength, control_start=control_start, control_end=control_end,
-            controlnet=controlnet, prompt_channel=prompt_channel)
+            controlnet=controlnet, prompt_channel=prompt_channel, layout_adapter=layout_adapter)
+        if style is not None:
+            # One window [reference prompt | target from 0 s]: aim the ControlNet / layout adapter / guidance
+            # at the target, past the reference prompt (as long generation does for its first window).
+            if hasattr(type(network), "for_window"):
+                network = network.for_window(style.prompt_length, 0.0)
+            if guidance is not None:
+                guidance = guidance.for_window(style.prompt_length, 0.0)
         controls = control_info(guidance, guided_envelope, envelope, layout, control_strength, control_start,
-                                control_end, adapter=adapter, controlnet=controlnet, prompt_channel=prompt_channel)
+                                control_end, adapter=adapter, controlnet=controlnet, prompt_channel=prompt_channel,
+                                layout_adapter=layout_adapter)
         sampler = make_sampler(network, features, mode, steps=steps, cfg_strength=cfg, duration_s=duration,
                                reference=style, device=device, callback=on_step,
                                velocity_hook=guidance)
@@ -208,7 +206,7 @@ class FoleyGMDSSearch:
         latent = {"samples": result.best_latent.transpose(1, 2).to(devices.output_device()),  # [1, C, N]
                   "type": "audio", LATENT_KEY: info}
         summary = (f"GMDS: best score {result.best_score:.4f} after {result.evaluations} evaluations "
-                   f"({verifier.describe()})" + _active_controls(controls))
+                   f"({verifier.describe()})" + active_controls(controls))
         print(f"[Foley Imitator] {summary}")
         return {"ui": {"text": [summary]},
                 "result": (latent, json.dumps(trace), to_comfy_image(plot_trace(result.trace)))}

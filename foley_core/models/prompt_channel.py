@@ -7,7 +7,8 @@ x_p: the clean (normalised) prompt latent placed on the first N_p positions of t
 elsewhere; m: 1 on the prompt span, 0 elsewhere (all 0 when the prompt is dropped). W and b are
 zero-initialised, so an untrained channel adds exact zeros: sampling is bitwise the backbone's.
 Like the style adapter it is a separately stored add-on: the backbone's weights and key layout
-are untouched; the term rides in FlowConditions.extra_input (through `PromptChannelNetwork`).
+are untouched; the term rides in FlowConditions.extra_input (through `PromptChannelNetwork`, a
+models/latent_input.py wrapper shared with the layout adapter).
 
 Why the channel helps beyond the training-free replacement: the replacement shows the network
 the prompt only as the noisy interpolation (1 - t)·x0 + t·x_p, which is mostly noise early in
@@ -33,6 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, FoleyError
+from .latent_input import LatentInputNetwork, check_backbone_dims
 
 KIND = "foley_prompt_channel"
 FORMAT_VERSION = "1"
@@ -101,70 +103,37 @@ def split_3_5(latent_len: int) -> int:
 
 def check_backbone(channel: PromptChannel, network, name: str) -> None:
     """CheckpointError when the channel was trained for a backbone of another width / latent size."""
-    cfg = network.config
-    if (channel.config.width, channel.config.latent_dim) != (cfg.hidden_dim, cfg.latent_dim):
-        raise CheckpointError(
-            f"{name} was trained for a flow network of width {channel.config.width} with "
-            f"{channel.config.latent_dim} latent channels, but the loaded network "
-            f"({getattr(cfg, 'variant', None) or 'this model'}) has width {cfg.hidden_dim} and "
-            f"{cfg.latent_dim} latent channels; load the network it was trained against "
-            f"({channel.config.backbone.get('file', 'see its metadata')}) or train a channel for this one.")
+    cfg = channel.config
+    check_backbone_dims(cfg.width, cfg.latent_dim, cfg.backbone, network, name, "train a channel for this one")
 
 
-class PromptChannelNetwork:
-    """The backbone with the prompt channel on the conditional branch.
+class PromptChannelNetwork(LatentInputNetwork):
+    """The backbone with the prompt channel on the conditional branch (models/latent_input.py).
 
     Must be the outermost wrapper (latent_prompt.sample_with_prompt calls `with_prompt` per
-    window). `preprocess_conditions` attaches the channel's term; `empty_conditions` (CFG's
-    unconditional branch) is delegated unchanged, so it has no prompt. `replaces_prompt` tells
-    sample_with_prompt whether to keep the training-free replacement as well.
+    window). `replaces_prompt` tells sample_with_prompt whether to keep the training-free
+    replacement as well.
     """
 
     def __init__(self, network, channel: PromptChannel, *, replaces_prompt: bool = True,
                  prompt: Optional[torch.Tensor] = None, total: int = 0):
-        self.network, self.channel = network, channel
+        super().__init__(network, channel)
+        self.channel = channel
         self.replaces_prompt = bool(replaces_prompt)
         self.prompt, self.total = prompt, int(total)
-        self._cast: dict = {}
 
     def with_prompt(self, prompt_normalized: torch.Tensor, total: int) -> "PromptChannelNetwork":
         window = copy.copy(self)
         window.prompt, window.total = prompt_normalized, int(total)
         return window
 
-    def for_window(self, prompt_latents: int, start_s: float) -> "PromptChannelNetwork":
-        # Long generation asks wrappers for a per-window copy; pass it on to an inner ControlNet.
-        if not hasattr(type(self.network), "for_window"):
-            return self
-        window = copy.copy(self)
-        window.network = self.network.for_window(prompt_latents, start_s)
-        return window
-
-    def _module_for(self, like: torch.Tensor) -> PromptChannel:
-        anchor = self.channel.proj.weight
-        if anchor.device == like.device and anchor.dtype == like.dtype:
-            return self.channel
-        key = (like.device, like.dtype)
-        if key not in self._cast:
-            self._cast[key] = copy.deepcopy(self.channel).to(device=like.device, dtype=like.dtype)
-        return self._cast[key]
-
-    def channel_input(self, like: torch.Tensor) -> Optional[torch.Tensor]:
+    def latent_input(self, like: torch.Tensor) -> Optional[torch.Tensor]:
         if self.prompt is None:
             return None
-        module = self._module_for(like)
+        module = self.module_for(like)
         values, mask = masked_prompt(self.prompt.to(like), self.total)
         with torch.no_grad():
             return module(values, mask)
-
-    def preprocess_conditions(self, clip_f, sync_f, text_f):
-        base = self.network.preprocess_conditions(clip_f, sync_f, text_f)
-        return base.with_extra_input(self.channel_input(base.clip_f_c))
-
-    def __getattr__(self, name):  # only called for attributes not set on the wrapper
-        if name == "network" or name.startswith("__"):  # copy/pickle probe before __init__ ran
-            raise AttributeError(name)
-        return getattr(self.network, name)
 
 
 def apply_prompt_channel(network, channel: Optional[PromptChannel], style, *, mode: str = MODES[0],

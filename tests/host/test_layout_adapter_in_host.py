@@ -1,0 +1,97 @@
+"""TiVA layout adapter through the real host: Foley Load Layout Adapter (models/foley_layout_adapters)
++ Foley Layout Predict → the Flow Sampler's layout_adapter / layout inputs, in the shipped
+reference_foley workflow (reference style + windowed sampling)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from foley_core.controls.layout_adapter import LayoutAdapter, LayoutAdapterConfig, save_layout_adapter
+from foley_core.media.synthetic import make_tone, write_flash_video
+from harness.model_files import NET_CONFIG, use_small_models, write_small_model_set
+from media_files import FLASH_FPS, FLASH_FRAMES, N_FLASH_FRAMES, decoded_audio, write_float_wav
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+ADAPTER_NODE, LAYOUT_NODE = "93", "94"
+
+
+def _adapter(width: int, seed: int | None) -> LayoutAdapter:
+    adapter = LayoutAdapter(LayoutAdapterConfig(width=width, latent_dim=NET_CONFIG.latent_dim, hidden=16,
+                                                backbone={"file": "foley_small_random_44k.pth", "mode": "44k"}))
+    if seed is not None:  # "trained": non-zero output layer
+        torch.manual_seed(seed)
+        torch.nn.init.normal_(adapter.proj.weight, std=2.0)
+    return adapter
+
+
+@pytest.fixture(scope="module")
+def layout_host(comfy_host):
+    write_small_model_set(comfy_host.models_dir / "mmaudio")
+    write_flash_video(comfy_host.input_dir / "foley_demo_video.mp4", fps=FLASH_FPS,
+                      n_frames=N_FLASH_FRAMES, flash_frames=FLASH_FRAMES)
+    write_float_wav(comfy_host.input_dir / "foley_demo_reference.wav", make_tone(44100, 2.0, 220.0), 44100)
+    folder = comfy_host.models_dir / "foley_layout_adapters"
+    save_layout_adapter(_adapter(NET_CONFIG.hidden_dim, None), folder / "zero_layout.safetensors")
+    save_layout_adapter(_adapter(NET_CONFIG.hidden_dim, 1), folder / "trained_layout.safetensors")
+    save_layout_adapter(_adapter(2 * NET_CONFIG.hidden_dim, 1), folder / "wide_layout.safetensors")
+    save_file({"audio_input_proj.0.weight": torch.zeros(2, 2)}, str(folder / "not_a_layout_adapter.safetensors"))
+    return comfy_host
+
+
+def reference_prompt(adapter_file: str | None, *, layout: bool = True, bands: int = 5) -> dict:
+    prompt = use_small_models(json.loads((WORKFLOWS / "api" / "reference_foley.json").read_text()))
+    sampler = next(k for k, v in prompt.items() if v["class_type"] == "FoleyFlowSampler")
+    audio = next(k for k, v in prompt.items() if v["class_type"] == "FoleyLoadAudio")
+    if adapter_file is not None:
+        prompt[ADAPTER_NODE] = {"class_type": "FoleyLoadLayoutAdapter",
+                                "inputs": {"layout_adapter": adapter_file, "strength": 1.0}}
+        prompt[sampler]["inputs"]["layout_adapter"] = [ADAPTER_NODE, 0]
+    if layout:
+        prompt[LAYOUT_NODE] = {"class_type": "FoleyLayoutPredict",
+                               "inputs": {"audio": [audio, 0], "bands": bands, "frame_rate": 10.2}}
+        prompt[sampler]["inputs"]["layout"] = [LAYOUT_NODE, 0]
+    return prompt
+
+
+def soundtrack(host, prompt) -> np.ndarray:
+    result = host.run(prompt, timeout=600)
+    assert result.status == "success", result.error_message + host.log_tail(3000)
+    mux = next(k for k, v in prompt.items() if v["class_type"] == "FoleyMux")
+    (entry,) = result.outputs[mux]["foley_video"]
+    samples, _, _ = decoded_audio(host.output_dir / entry["subfolder"] / entry["filename"])
+    return samples
+
+
+def test_layout_adapter_node_is_registered(layout_host):
+    info = layout_host.object_info()
+    assert info["FoleyLoadLayoutAdapter"]["output"] == ["FOLEY_LAYOUT_ADAPTER"]
+    files = info["FoleyLoadLayoutAdapter"]["input"]["required"]["layout_adapter"][0]
+    assert {"zero_layout.safetensors", "trained_layout.safetensors"} <= set(files)
+    for node in ("FoleyFlowSampler", "FoleyGMDSSearch"):
+        assert "layout_adapter" in info[node]["input"]["optional"]
+
+
+def test_zero_adapter_is_identical_and_trained_adapter_changes_the_sound(layout_host):
+    plain = soundtrack(layout_host, reference_prompt(None, layout=False))
+    zero = soundtrack(layout_host, reference_prompt("zero_layout.safetensors"))
+    assert np.array_equal(plain, zero), "a zero-initialised layout adapter must leave the output unchanged"
+    steered = soundtrack(layout_host, reference_prompt("trained_layout.safetensors"))
+    assert not np.array_equal(plain, steered)
+    assert "layout_adapter active: trained_layout.safetensors" in layout_host.log_tail(20000)
+
+
+@pytest.mark.parametrize("file_name, options, expected", [
+    ("wide_layout.safetensors", {}, "width 128"),
+    ("not_a_layout_adapter.safetensors", {}, "is not a Foley layout adapter"),
+    ("missing_layout.safetensors", {}, "models/foley_layout_adapters"),
+    ("trained_layout.safetensors", {"layout": False}, "needs a layout"),
+    ("trained_layout.safetensors", {"bands": 3}, "set Foley Layout Predict's bands to 5"),
+])
+def test_bad_adapters_and_layouts_are_reported(layout_host, file_name, options, expected):
+    result = layout_host.run(reference_prompt(file_name, **options), timeout=600)
+    assert result.status == "error"
+    assert expected in result.error_message, result.error_message

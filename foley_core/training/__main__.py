@@ -1,6 +1,6 @@
 """Command line: `python -m foley_core.training {extract,train,export,references,train-adapter,export-adapter,
 envelopes,train-controlnet,export-controlnet,
-train-prompt-channel} ...`
+train-prompt-channel} ...`, `... rms-mapper ...`, `... layout-predictor {extract,train,export} ...`
 (see docs/training.md; the style-adapter commands are described in training/adapter.py).
 
 Multi-process training: `python -m torch.distributed.run --nproc_per_node N -m foley_core.training train ...`.
@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         from .rms_mapper_trainer import main as rms_mapper_main
 
         return rms_mapper_main(argv[1:])
+    if argv[:1] == ["layout-predictor"]:  # TiVA layout predictor (training/layout_predictor_trainer.py)
+        from .layout_predictor_trainer import main as layout_predictor_main
+
+        return layout_predictor_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "extract":
         from .extract import extract_features, load_encoders

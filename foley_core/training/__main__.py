@@ -1,6 +1,7 @@
 """Command line: `python -m foley_core.training {extract,train,export,references,train-adapter,export-adapter,
 envelopes,train-controlnet,export-controlnet,
-train-prompt-channel} ...`, `... rms-mapper ...`, `... layout-predictor {extract,train,export} ...`
+train-prompt-channel,layouts,train-layout-adapter,export-layout-adapter} ...`, `... rms-mapper ...`,
+`... layout-predictor {extract,train,export} ...`
 (see docs/training.md; the style-adapter commands are described in training/adapter.py).
 
 Multi-process training: `python -m torch.distributed.run --nproc_per_node N -m foley_core.training train ...`.
@@ -112,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         from .layout_predictor_trainer import main as layout_predictor_main
 
         return layout_predictor_main(argv[1:])
+    if argv[:1] and argv[0] in ("layouts", "train-layout-adapter", "export-layout-adapter"):
+        from .layout_adapter import main as layout_adapter_main  # TiVA layout adapter (training/layout_adapter.py)
+
+        return layout_adapter_main(argv)
     args = _parser().parse_args(argv)
     if args.command == "extract":
         from .extract import extract_features, load_encoders

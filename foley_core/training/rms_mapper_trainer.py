@@ -20,6 +20,8 @@ lr 1e-3, weight decay 1e-3 (the paper's), constant lr; batch and epochs are sett
 500 on a GPU; the default here fits a few CPU minutes). The last `val_clips` clips are held out and
 their E-L1 is logged at every checkpoint. Checkpoints (every `checkpoint_every` epochs, atomic,
 weights-only) hold model, optimizer and RNG state; --resume continues from the last one.
+Its epoch loop (constant-lr Adam, no EMA, per-epoch checkpoints with validation, BatchNorm
+buffers) stays here rather than in training/driver.py, whose preamble and helpers it uses.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from ..controls.mapper_features import FEATURE_RATE, FEATURE_VERSION, RaftFlow, 
 from ..errors import FoleyError
 from ..models.rms_mapper import RMSMapper, RMSMapperConfig, decode_logits, envelope_frames, save_mapper
 from .checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .driver import FINAL_NAME, LOG_NAME, all_gather, truncate_log, epoch_batches, setup_context
+from .driver import FINAL_NAME, LOG_NAME, all_gather, epoch_batches, prepare_run, truncate_log
 
 FEATURES_NAME = "rms_mapper_features.safetensors"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
@@ -256,18 +258,11 @@ def train_mapper(feature_dir: str | Path, config: Optional[MapperTrainConfig], r
     """Train (or continue) a mapper; returns the summary written to RUN/final.json."""
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME
-    state = load_checkpoint(ckpt_path) if resume else None
-    if state is not None:
-        saved = MapperTrainConfig.from_dict(state["config"])
-        if config is not None and config.to_dict() != saved.to_dict():
-            raise ValueError("--resume: the given settings differ from the run's; omit them")
-        config = saved
-    config = config or MapperTrainConfig()
+    state, config, ctx = prepare_run(run_dir, config if resume else config or MapperTrainConfig(),
+                                     MapperTrainConfig, resume=resume, device=device,
+                                     mismatch="--resume: the given settings differ from the run's; omit them")
     if state is not None and state.get("kind") != "rms_mapper":
         raise ValueError(f"{ckpt_path} is not an RMS-Mapper run")
-    ctx = setup_context(device, deterministic=config.deterministic)
-    if state is not None and state["world_size"] != ctx.world_size:
-        raise ValueError(f"the run was made with {state['world_size']} processes; resume with the same")
 
     features, envelopes, meta = load_features(feature_dir)
     n_val = min(config.val_clips, max(0, features.shape[0] - config.batch_size * ctx.world_size))

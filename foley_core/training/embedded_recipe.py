@@ -2,16 +2,21 @@
 
     python -m foley_core.training.embedded_recipe --work /tmp/foley_embedded --out embedded_models
 
-Steps: synthetic training clips → small frozen encoders (small_encoders.py) → a small mel VAE
-(vae_trainer.py) → features (extract) → flow network (train) → export. Every step uses the same
-engine and file formats a user's training does; the result loads through the plugin's loaders.
-The vocoder is the built-in Griffin-Lim (no weights).
+Stages (`--stages`, default all three):
+- base: synthetic training clips → small frozen encoders (small_encoders.py) → a small mel VAE
+  (vae_trainer.py) → features (extract) → flow network (train) → export;
+- mapper, controlnet: the control stages (embedded_controls.py) — RMS-Mapper (video → envelope) and
+  an envelope ControlNet on the flow network, which make the set follow the video.
+Every step uses the same engine and file formats a user's training does; the result loads through
+the plugin's loaders. The vocoder is the built-in Griffin-Lim (no weights). `--stages
+mapper,controlnet` re-runs only the control stages on an existing WORK/OUT (the features are reused).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,12 +27,14 @@ from safetensors.torch import save_file
 from ..media.audio import decode_audio_stream
 from ..synthetic_foley import generate_dataset
 from .config import TrainConfig
+from .embedded_controls import ControlSettings, build_controls
 from .export import export_network
 from .extract import extract_features, load_encoders
 from .loop import train
 from .small_encoders import small_clip_state_dict, small_synchformer_state_dict
 from .vae_trainer import VAETrainingConfig, train_vae
 
+STAGES = ("base", "mapper", "controlnet")
 MODE = "16k"
 FILES = {
     "network": "foley_embedded_16k.safetensors",
@@ -49,7 +56,36 @@ def log(message: str) -> None:
 
 def build(work: Path, out: Path, *, train_clips: int, duration: float, vae_steps: int,
           flow_minutes: float, batch_size: int, seed: int, sync_pretext_steps: int = 0,
-          pretext_clips: int = 200, flow_steps: int = 0) -> dict:
+          pretext_clips: int = 200, flow_steps: int = 0, stages: tuple[str, ...] = STAGES,
+          controls: ControlSettings | None = None) -> dict:
+    """Run the chosen stages and write OUT (files + manifest.json); returns the manifest."""
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"unknown stages {sorted(unknown)}; choose from {', '.join(STAGES)}")
+    if "base" in stages:
+        manifest = build_base(work, out, train_clips=train_clips, duration=duration, vae_steps=vae_steps,
+                              flow_minutes=flow_minutes, batch_size=batch_size, seed=seed,
+                              sync_pretext_steps=sync_pretext_steps, pretext_clips=pretext_clips,
+                              flow_steps=flow_steps)
+    elif (out / "manifest.json").is_file():
+        manifest = json.loads((out / "manifest.json").read_text())
+        duration = manifest["trained_on"]["duration_s"]
+    else:
+        raise FileNotFoundError(f"{out / 'manifest.json'} not found: the control stages need a set built by "
+                                "the base stage (add 'base' to --stages)")
+    control_stages = set(stages) - {"base"}
+    if control_stages:
+        build_controls(work, out, manifest, stages=control_stages, duration=duration,
+                       settings=controls or ControlSettings(seed=seed), log=log)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    log(f"wrote {out}")
+    return manifest
+
+
+def build_base(work: Path, out: Path, *, train_clips: int, duration: float, vae_steps: int,
+               flow_minutes: float, batch_size: int, seed: int, sync_pretext_steps: int,
+               pretext_clips: int, flow_steps: int) -> dict:
+    """Clips → encoders → VAE → features → flow network; returns the manifest (not yet written)."""
     work.mkdir(parents=True, exist_ok=True)
     data = work / "train_clips"
     if not (data / "index.json").exists():
@@ -120,10 +156,11 @@ def build(work: Path, out: Path, *, train_clips: int, duration: float, vae_steps
         "network": NETWORK, "flow_steps": steps, "batch_size": batch_size,
         "sync_pretext_steps": sync_pretext_steps, "pretext_clips": pretext_clips,
         "recipe": "python -m foley_core.training.embedded_recipe",
+        "training_logs": {"flow": "training_log.jsonl", "vae": "vae_training.json"},
     }
+    shutil.copyfile(run / "log.jsonl", out / "training_log.jsonl")
+    shutil.copyfile(vae_dir / "vae_training.json", out / "vae_training.json")
     _keep_add_ons(out / "manifest.json", manifest)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    log(f"wrote {out}")
     return manifest
 
 
@@ -139,6 +176,8 @@ def _keep_add_ons(path: Path, manifest: dict) -> None:
         manifest["files"][key] = name
         if key in old:
             manifest[key] = old[key]
+        if key in old.get("training_logs", {}) and (path.parent / old["training_logs"][key]).exists():
+            manifest.setdefault("training_logs", {})[key] = old["training_logs"][key]
         if key != "rms_mapper":  # the mapper reads video only; the others were fitted to the old network
             log(f"kept {name}; it was trained against the previous flow network: retrain it for this one")
 
@@ -166,8 +205,6 @@ def _pretext_synchformer(state: dict, index: dict, duration: float, steps: int, 
 
 def _steps_for_budget(features: Path, config: TrainConfig, scratch: Path, minutes: float) -> int:
     """Time a few steps on this machine and size the run to the budget."""
-    import shutil
-
     shutil.rmtree(scratch, ignore_errors=True)
     probe = TrainConfig(**{**asdict(config), "steps": 12, "warmup_steps": 1, "checkpoint_every": 1000})
     started = time.monotonic()
@@ -196,11 +233,28 @@ def main() -> None:
                         help="audio-visual pretext for the Synchformer-shaped encoder (0 = random, as the "
                              "committed set; 600 steps were tried and did not improve onset accuracy)")
     parser.add_argument("--pretext-clips", type=int, default=200)
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="comma-separated subset of base,mapper,controlnet (e.g. 'mapper,controlnet' "
+                             "retrains the controls on an existing WORK and OUT)")
+    parser.add_argument("--mapper-minutes", type=float, default=15.0,
+                        help="RMS-Mapper training budget (feature extraction not included)")
+    parser.add_argument("--mapper-epochs", type=int, default=0, help="fixed epochs (overrides --mapper-minutes)")
+    parser.add_argument("--controlnet-minutes", type=float, default=30.0, help="ControlNet training budget")
+    parser.add_argument("--controlnet-steps", type=int, default=0,
+                        help="fixed ControlNet steps (overrides --controlnet-minutes)")
+    parser.add_argument("--controlnet-batch-size", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    controls = ControlSettings(mapper_epochs=args.mapper_epochs, mapper_minutes=args.mapper_minutes,
+                               controlnet_steps=args.controlnet_steps, controlnet_minutes=args.controlnet_minutes,
+                               controlnet_batch_size=args.controlnet_batch_size, seed=args.seed)
     build(Path(args.work), Path(args.out), train_clips=args.train_clips, duration=args.duration,
           vae_steps=args.vae_steps, flow_minutes=args.flow_minutes, batch_size=args.batch_size,
           seed=args.seed, sync_pretext_steps=args.sync_pretext_steps, pretext_clips=args.pretext_clips,
-          flow_steps=args.flow_steps)
+          flow_steps=args.flow_steps, stages=tuple(s.strip() for s in args.stages.split(",") if s.strip()),
+          controls=controls)
 
 
 if __name__ == "__main__":

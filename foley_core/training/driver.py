@@ -23,6 +23,8 @@ A trainer builds its modules and data, describes them as a `TrainingTask`, and h
   the step's CPU generator, seeded by (seed, step, rank): draw every random thing of the step from
   it, in a fixed order (append new draws after the existing ones, never in between).
 - `sample_ids` maps the sampler's 0..num_samples-1 to dataset rows (e.g. only clips with a reference).
+- Buffers are neither broadcast by DDP (broadcast_buffers=False) nor updated by the EMA (it tracks
+  parameters only): prefer LayerNorm/GroupNorm to BatchNorm in a trained module.
 
 Reproducibility contract (what makes a resume bit-identical to an uninterrupted run on the same
 world size and device type):

@@ -183,7 +183,10 @@ def build_controls(work: Path, out: Path, manifest: dict, *, stages: set[str], d
     """Run the requested control stages ({"mapper", "controlnet"}) on WORK's clips and features
     against OUT's flow network, and record them in `manifest` (returned; the caller writes it)."""
     features, clips = work / "features", work / "train_clips"
-    for needed, what in ((features / "index.json", "training features"), (clips / "index.json", "training clips")):
+    needs = [(features / "index.json", "training features")]
+    if "mapper" in stages:
+        needs.append((clips / "index.json", "training clips"))
+    for needed, what in needs:
         if not needed.is_file():
             raise FileNotFoundError(f"{needed} is missing: run the recipe with the base stage first "
                                     f"(it makes the {what})")

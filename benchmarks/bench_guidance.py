@@ -10,6 +10,8 @@ the target, and onset accuracy at 0.1 s against the ground-truth event times.
     python benchmarks/bench_guidance.py                       # defaults: 20 clips, a few CPU minutes
     python benchmarks/bench_guidance.py --strengths 0.5,1,2 --ends 0.6,1 --seed 500   # tuning split
     python benchmarks/bench_guidance.py --compare-gradients 4  # detached vs through-the-network
+    python benchmarks/bench_guidance.py --no-envelope --layout-target --layout-adapter A.safetensors
+        # TiVA layout: unguided vs layout guidance vs a trained layout adapter (controls/layout_adapter.py)
 
 Not a test: pytest never collects it (it lives outside tests/ and is not named test_*).
 """
@@ -34,6 +36,7 @@ if str(REPO_ROOT) not in sys.path:
 from foley_core.controls.envelope import rms_envelope  # noqa: E402
 from foley_core.controls.guidance import ControlGuidance  # noqa: E402
 from foley_core.controls.layout import audio_layout  # noqa: E402
+from foley_core.controls.layout_adapter import apply_layout_adapter, load_layout_adapter  # noqa: E402
 from foley_core.controls.motion_energy import motion_energy_envelope  # noqa: E402
 from foley_core.decoding import decode_latents  # noqa: E402
 from foley_core.evaluation.synthetic_benchmark import HELD_OUT_SEED_OFFSET, _caption, load_model_set  # noqa: E402
@@ -72,9 +75,9 @@ class _Clip:
                                       video.duration_s, _caption(clip), "")
 
 
-def _generate(models, clip: _Clip, steps: int, cfg: float, hook=None) -> tuple[dict, float]:
+def _generate(models, clip: _Clip, steps: int, cfg: float, hook=None, network=None) -> tuple[dict, float]:
     started = time.monotonic()
-    latents, lengths = generate(models.network, clip.features, models.mode,
+    latents, lengths = generate(network or models.network, clip.features, models.mode,
                                 GenerationSettings(seed=clip.seed, steps=steps, cfg_strength=cfg),
                                 device=torch.device("cpu"), velocity_hook=hook)
     wave = decode_latents(models.vae, models.vocoder, latents, lengths.samples)[0, 0].numpy()
@@ -131,6 +134,10 @@ def main() -> None:
                         help="also guide towards the video's motion-energy estimate (first config)")
     parser.add_argument("--layout-target", action="store_true",
                         help="also guide towards the true soundtrack's TiVA layout (first config)")
+    parser.add_argument("--no-envelope", action="store_true", help="skip the envelope-guided runs")
+    parser.add_argument("--layout-adapter", default="", metavar="FILE",
+                        help="also sample with this trained layout adapter fed the true soundtrack's layout")
+    parser.add_argument("--adapter-strengths", default="1", help="comma-separated layout-adapter strengths")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: fastest for this tiny model on a shared box; 0 = torch default)")
     parser.add_argument("--json", default="", help="write the results here")
@@ -138,6 +145,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     models = load_model_set(Path(args.models))
+    adapter = load_layout_adapter(args.layout_adapter)[0] if args.layout_adapter else None
     configs = [(s, a, b) for s in _floats(args.strengths) for a in _floats(args.starts) for b in _floats(args.ends)]
     began = time.monotonic()
     rows = []
@@ -148,7 +156,7 @@ def main() -> None:
         row = {"seed": clip.seed, "scene": clip.meta["scene"], "material": clip.meta["material"],
                "motion_energy_vs_truth_e_l1": e_l1(clip.motion, clip.target)}
         row["unguided"], row["unguided_s"] = _generate(models, clip, args.steps, args.cfg)
-        for strength, start, end in configs:
+        for strength, start, end in [] if args.no_envelope else configs:
             hook = ControlGuidance(models.vae, models.network, envelope=clip.target, strength=strength,
                                    start=start, end=end, steps=args.steps, gradient=args.gradient, distance=args.distance,
                                    band_weighting=args.band_weighting)
@@ -169,6 +177,10 @@ def main() -> None:
                                    band_weighting=args.band_weighting)
             key = f"guided to layout s={strength:g} {start:g}-{end:g}"
             row[key], row[key + "_s"] = _generate(models, clip, args.steps, args.cfg, hook)
+        for strength in _floats(args.adapter_strengths) if adapter is not None else []:
+            network = apply_layout_adapter(models.network, adapter, clip.layout, strength=strength)
+            key = f"guided by the layout adapter x{strength:g}"
+            row[key], row[key + "_s"] = _generate(models, clip, args.steps, args.cfg, network=network)
         rows.append(row)
         print(f"[bench_guidance] clip {i + 1}/{args.clips} seed {clip.seed}: unguided E-L1 "
               f"{row['unguided']['e_l1']:.4f}; " + "; ".join(

@@ -8,6 +8,7 @@ from . import search_nodes
 from . import rms_mapper_nodes
 from . import controlnet_nodes
 from . import prompt_channel_nodes
+from . import layout_predictor_nodes
 
 folders.register()
 
@@ -29,5 +30,8 @@ for _module in (controlnet_nodes,):  # envelope ControlNet loader (issue #6)
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
 for _module in (prompt_channel_nodes,):  # AudioIM prompt channel loader (issue #5)
+    NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)
+for _module in (layout_predictor_nodes,):  # TiVA layout predictor loader (issue #6)
     NODE_CLASS_MAPPINGS.update(_module.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_module.NODE_DISPLAY_NAME_MAPPINGS)

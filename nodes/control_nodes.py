@@ -11,7 +11,8 @@ import torch
 from ..foley_core.controls.envelope import ENVELOPE_SAMPLE_RATE, mono_resampled, rms_envelope
 from ..foley_core.controls.envelope_edit import (apply_envelope_edit, edited_envelope_from_scratch,
                                                  parse_envelope_edit)
-from ..foley_core.controls.layout import LAYOUT_BANDS, LAYOUT_FRAME_RATE, audio_layout
+from ..foley_core.controls.layout import (LAYOUT_BANDS, LAYOUT_FRAME_RATE, Layout, audio_layout, layout_frames,
+                                          layout_span)
 from ..foley_core.controls.motion_energy import motion_energy_envelope
 from ..foley_core.controls.plots import envelope_plot, layout_heatmap, widget_payload
 from ..foley_core.errors import FoleyError
@@ -114,30 +115,75 @@ class FoleyLayoutPredict:
     RETURN_NAMES = ("layout", "heatmap")
     DESCRIPTION = (
         "TiVA audio layout: the normalised 16 kHz mel (AudioLDM2 settings) area-resized to [frames, "
-        "bands] (default 5 bands, 10.2 frames/s = [102, 5] for 10 s), from AUDIO. The sampler steers "
-        "towards it by guidance. Predicting a layout from video (TiVA's CLIP-based predictor) is not "
-        "implemented yet.")
+        "bands] (default 5 bands, 10.2 frames/s = [102, 5] for 10 s). From AUDIO: the exact extraction "
+        "(wins when connected). From a video alone: TiVA's layout predictor connected to `predictor` "
+        "(Foley Load Layout Predictor; the embedded one is trained on the synthetic Foley scenes) on the "
+        "video's CLIP frames — with the CLIP of `encoders` when connected, else the loader's. The output "
+        "and the heatmap say which source ran. The sampler steers towards the layout by guidance.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "audio": ("AUDIO",),
                 "bands": ("INT", {"default": LAYOUT_BANDS, "min": 1, "max": 64,
                                   "tooltip": "C: frequency bands of the layout (TiVA: 5)."}),
                 "frame_rate": ("FLOAT", {"default": LAYOUT_FRAME_RATE, "min": 0.5, "max": 100.0, "step": 0.1,
                                          "tooltip": "Layout frames per second (TiVA: 102 per 10 s)."}),
             },
+            "optional": {
+                "audio": ("AUDIO", {"tooltip": "Extract the layout of this recording (wins over the video)."}),
+                "video": ("FOLEY_VIDEO", {"tooltip": "Predict the layout from this video (needs `predictor`)."}),
+                "predictor": ("FOLEY_LAYOUT_PREDICTOR", {"tooltip": "Foley Load Layout Predictor."}),
+                "encoders": ("FOLEY_ENCODERS", {"tooltip": "Optional: take the predictor's CLIP from these "
+                                                           "encoders (must be the CLIP it was trained on)."}),
+            },
         }
 
-    def predict(self, audio, bands=LAYOUT_BANDS, frame_rate=LAYOUT_FRAME_RATE):
-        waveform, rate = _check_audio(audio, "Foley Layout Predict")
-        layout = audio_layout(waveform, rate, bands=bands, frame_rate=frame_rate)
-        picture = layout_heatmap(layout)
+    def predict(self, bands=LAYOUT_BANDS, frame_rate=LAYOUT_FRAME_RATE, audio=None, video=None, predictor=None,
+                encoders=None):
+        notes = []
+        if audio is not None:
+            waveform, rate = _check_audio(audio, "Foley Layout Predict")
+            layout = audio_layout(waveform, rate, bands=bands, frame_rate=frame_rate)
+            source = "audio"
+        elif video is not None and predictor is not None:
+            predicted, source, notes = predictor.predict(video, encoders)
+            layout = _at_settings(predicted, bands, frame_rate, source)
+        elif video is not None:
+            raise FoleyError("Foley Layout Predict: a video alone needs a layout predictor — connect Foley Load "
+                             "Layout Predictor to `predictor` (or connect `audio` to extract the layout).")
+        else:
+            raise FoleyError("Foley Layout Predict needs `audio`, or a `video` with a `predictor` (Foley Load "
+                             "Layout Predictor).")
+        picture = _captioned(layout_heatmap(layout), f"layout from: {source}")
         info = {"frames": layout.n_frames, "bands": layout.n_bands, "frame_rate": layout.frame_rate,
-                "duration_s": layout.duration}
-        return {"ui": {"foley_layout": [info], "images": [_save_preview(picture)]},
-                "result": (layout, to_comfy_image(picture))}
+                "duration_s": layout.duration, "source": source}
+        print(f"[Foley Imitator] Layout Predict: {source}, [{layout.n_frames}, {layout.n_bands}] at "
+              f"{layout.frame_rate:g}/s" + "".join(f"\n  {n}" for n in notes))
+        ui = {"foley_layout": [info], "images": [_save_preview(picture)],
+              "text": ["\n".join([f"layout from: {source}", *notes])]}
+        return {"ui": ui, "result": (layout, to_comfy_image(picture))}
+
+
+def _at_settings(layout: Layout, bands: int, frame_rate: float, source: str) -> Layout:
+    """A predicted layout at the node's frame rate (resampled in time); its bands must match."""
+    if layout.n_bands != bands:
+        raise FoleyError(f"Foley Layout Predict: the {source} predicts {layout.n_bands} bands but `bands` is "
+                         f"{bands}; set `bands` to {layout.n_bands} or use a predictor trained with {bands}.")
+    if abs(layout.frame_rate - frame_rate) < 1e-9:
+        return layout
+    frames = layout_frames(layout.duration, frame_rate)
+    return Layout(values=layout_span(layout, 0.0, frames / frame_rate, frames), frame_rate=float(frame_rate))
+
+
+def _captioned(picture, text: str):
+    """The heatmap with a caption strip above it (which source made the layout)."""
+    from PIL import Image, ImageDraw
+
+    out = Image.new("RGB", (picture.width, picture.height + 16), (24, 24, 24))
+    out.paste(picture.convert("RGB"), (0, 16))
+    ImageDraw.Draw(out).text((4, 2), text[: max(8, picture.width // 6)], fill=(230, 230, 230))
+    return out
 
 
 NODE_CLASS_MAPPINGS = {"FoleyRMSPredict": FoleyRMSPredict, "FoleyLayoutPredict": FoleyLayoutPredict}

@@ -20,6 +20,8 @@ Chosen here (the paper does not say, or says it for a fixed 10 s clip only):
   length, so the output layer here is per query: Linear(width → C));
 - windowed attention: tokens attend to tokens within `window_s` seconds; long videos are predicted
   in `context_s` windows (the training clip length) and stitched;
+- optional `frame_deltas` (not in TiVA): each frame's standardised features are fed together with
+  their change from the previous frame, an explicit motion cue for the sound events;
 - widths (64, 4 heads, 1 encoder and 2 decoder blocks) small enough to train on a CPU.
 
 Files: weights-only .safetensors, metadata kind "foley_layout_predictor" (models/add_on_files.py).
@@ -98,6 +100,7 @@ class LayoutPredictorConfig:
     dropout: float = 0.1
     window_s: float = 0.5
     context_s: float = 4.0
+    frame_deltas: bool = False  # also feed each frame's change from the previous frame (motion)
     feature_version: str = FEATURE_VERSION
 
     def __post_init__(self) -> None:
@@ -184,8 +187,9 @@ class LayoutPredictor(nn.Module):
         for name in ("cls", "patch"):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
-        self.patch_in = nn.Linear(dim, d)
-        self.cls_in = nn.Linear(dim, d)
+        inputs = 2 * dim if config.frame_deltas else dim
+        self.patch_in = nn.Linear(inputs, d)
+        self.cls_in = nn.Linear(inputs, d)
         self.cell = nn.Parameter(torch.randn(cells, d) * 0.02)
         self.time_in = nn.Linear(d, d)
         self.query = nn.Parameter(torch.randn(d) * 0.02)
@@ -222,14 +226,14 @@ class LayoutPredictor(nn.Module):
                              f"{tuple(patches.shape)}")
         frame_times, query_times = frame_times.to(patches.device).float(), query_times.to(patches.device).float()
         frame_time = self.time_in(time_embedding(frame_times, cfg.width))  # [T, d]
-        x = self.patch_in((patches - self.patch_mean) / self.patch_std)
+        x = self.patch_in(self._with_deltas((patches - self.patch_mean) / self.patch_std))
         x = (x + self.cell + frame_time[:, None]).reshape(b, t * p, cfg.width)
         token_times = frame_times.repeat_interleave(p)
         local = window_mask(token_times, token_times, cfg.window_s)
         for index, block in enumerate(self.encoder):
             x = block(x, mask=local if index % 2 else None)
         # Queries: learned token + time + the CLS features interpolated to the query's time.
-        c = self.cls_in((cls - self.cls_mean) / self.cls_std)  # [B, T, d]
+        c = self.cls_in(self._with_deltas((cls - self.cls_mean) / self.cls_std))  # [B, T, d]
         q = self.query + self.time_in(time_embedding(query_times, cfg.width)) + _interpolate(c, frame_times,
                                                                                            query_times)
         q_local = window_mask(query_times, query_times, cfg.window_s)
@@ -238,6 +242,14 @@ class LayoutPredictor(nn.Module):
             q = cross(q, memory=x)
             q = windowed(q, mask=q_local)
         return self.head(self.out_norm(q))
+
+    def _with_deltas(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, T, ...] with its frame-to-frame change appended (zero at the first frame), if enabled."""
+        if not self.config.frame_deltas:
+            return x
+        delta = torch.zeros_like(x)
+        delta[:, 1:] = x[:, 1:] - x[:, :-1]
+        return torch.cat([x, delta], dim=-1)
 
 
 def _interpolate(values: torch.Tensor, times: torch.Tensor, at: torch.Tensor) -> torch.Tensor:

@@ -142,6 +142,7 @@ class LayoutTrainConfig:
     ffn_mult: int = 2
     dropout: float = 0.1
     window_s: float = 0.5
+    frame_deltas: bool = False
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -168,7 +169,7 @@ def build_predictor(config: LayoutTrainConfig, meta: dict[str, Any], cls: torch.
         clip_width=int(meta["clip_width"]), grid=int(meta["grid"]), frame_rate=float(meta["frame_rate"]),
         bands=int(meta["bands"]), layout_rate=float(meta["layout_rate"]), width=config.width, heads=config.heads,
         encoder_blocks=config.encoder_blocks, decoder_blocks=config.decoder_blocks, ffn_mult=config.ffn_mult,
-        dropout=config.dropout, window_s=config.window_s, context_s=float(meta["duration_s"]),
+        dropout=config.dropout, window_s=config.window_s, frame_deltas=config.frame_deltas, context_s=float(meta["duration_s"]),
         feature_version=meta["feature_version"]))
     predictor.set_statistics(cls, patches, layouts)
     return predictor
@@ -260,6 +261,12 @@ def export_predictor(run_dir: str | Path, out_file: str | Path, *, use_ema: bool
 
 
 # ------------------------------------------------------------------------------------- CLI
+def _flag(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() in ("true", "1", "yes")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m foley_core.training layout-predictor",
                                      description="Train TiVA's audio-layout predictor (video → layout).")
@@ -281,7 +288,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--threads", type=int, help="torch CPU threads")
     for f in fields(LayoutTrainConfig):
         if f.name not in ("deterministic", "betas"):
-            tr.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+            kind = _flag if isinstance(f.default, bool) else type(f.default)
+            tr.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None)
     exp = sub.add_parser("export", help="write the predictor for ComfyUI/models/foley_layout_predictor/")
     exp.add_argument("--run", required=True)
     exp.add_argument("--out", required=True, help="output .safetensors file")

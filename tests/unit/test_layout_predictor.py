@@ -73,6 +73,12 @@ def test_shapes_any_duration_and_window_mask(clip):
         layout = predict_layout(predictor, torch.randn(frames, 128), torch.randn(frames, 9, 128), duration)
         assert layout.values.shape == (layout_frames(duration), 5) and layout.frame_rate == 10.2
         assert layout.values.min() >= 0 and layout.values.max() <= 1
+    deltas = LayoutPredictor(_config(clip, frame_deltas=True)).eval()
+    assert deltas.patch_in.in_features == 256
+    out = deltas(cls, patches, frame_times(32, 8.0), query_times(41, 10.2))
+    still = deltas(cls[:, :1].expand(-1, 32, -1), patches[:, :1].expand(-1, 32, -1, -1), frame_times(32, 8.0),
+                   query_times(41, 10.2))
+    assert out.shape == still.shape == (2, 41, 5) and not torch.allclose(out, still)
     mask = window_mask(torch.tensor([0.0, 0.4, 1.0]), torch.tensor([0.0, 0.5, 1.2]), 0.5)
     assert mask.tolist() == [[False, False, True], [False, False, True], [True, False, False]]
 

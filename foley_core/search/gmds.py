@@ -129,10 +129,13 @@ def _listed(values: np.ndarray) -> list:
 def gmds_search(sample_fn: SampleFn, score_fn: ScoreFn, noise_shape: Sequence[int], *,
                 population: int = DEFAULT_POPULATION, rounds: int = DEFAULT_ROUNDS,
                 beta_small: float = DEFAULT_BETA_SMALL, beta_large: float = DEFAULT_BETA_LARGE,
-                seed: int = 0, progress: Optional[ProgressFn] = None,
+                seed: int = 0, keep_parent: bool = False, progress: Optional[ProgressFn] = None,
                 interrupt: Optional[Callable[[], None]] = None,
                 on_round: Optional[Callable[[dict], None]] = None) -> SearchResult:
-    """AvSyncDiff Algorithm 1 over the noise of shape `noise_shape` (one member, no batch dim)."""
+    """AvSyncDiff Algorithm 1 over the noise of shape `noise_shape` (one member, no batch dim).
+
+    keep_parent=True is NOT Algorithm 1: a member stays when both of its candidates score below
+    it (an elitist (1+2) step), so the population never gets worse. Off by default."""
     check_settings(population, rounds, beta_small, beta_large)
     n, shape = int(population), tuple(int(s) for s in noise_shape)
     generator = torch.Generator("cpu").manual_seed(int(seed))
@@ -155,8 +158,10 @@ def gmds_search(sample_fn: SampleFn, score_fn: ScoreFn, noise_shape: Sequence[in
         small, large = scores[:n], scores[n:]
         take_large = large > small  # argmax over {x_s, x_l}; a tie keeps x_s
         pick = np.where(take_large, np.arange(n) + n, np.arange(n))
-        pop = candidates[torch.from_numpy(pick)]
-        pop_scores = scores[pick]
+        improved = scores[pick] > pop_scores
+        kept = ~improved if keep_parent else np.zeros(n, dtype=bool)
+        pop = torch.where(torch.from_numpy(kept).view(-1, *([1] * len(shape))), pop, candidates[torch.from_numpy(pick)])
+        pop_scores = np.where(kept, pop_scores, scores[pick])
         for index in pick:  # member order, so an equal later score never replaces an earlier best
             if scores[index] > best_score:
                 best_score = float(scores[index])
@@ -164,7 +169,7 @@ def gmds_search(sample_fn: SampleFn, score_fn: ScoreFn, noise_shape: Sequence[in
                 best_latent = latents[index:index + 1].clone()
         trace.append({"round": t, "scores": _listed(scores), "parts": {k: _listed(v) for k, v in parts.items()},
                       "population_scores": _listed(pop_scores),
-                      "chosen": ["large" if c else "small" for c in take_large],
+                      "chosen": ["parent" if k else ("large" if c else "small") for k, c in zip(kept, take_large)],
                       "best_score": best_score, "evaluations": evaluate.done})
         if on_round:
             on_round(trace[-1])

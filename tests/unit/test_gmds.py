@@ -172,3 +172,34 @@ def test_trace_plot_draws_the_best_so_far():
     assert pixels.shape == (270, 480, 3)
     red = (pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
     assert red.sum() > 50  # the best-so-far line and markers
+
+
+def test_keep_parent_population_never_gets_worse_and_off_is_algorithm_1():
+    """keep_parent (elitist, not Algorithm 1): each member's score is non-decreasing over rounds,
+    and a member is replaced only by a candidate that beats it. Off, the trace equals the default."""
+    sampler = Recorder()
+    result = gmds_search(sampler, closeness(1.5), (4,), population=3, rounds=4, beta_small=0.5,
+                         beta_large=0.9, seed=2, keep_parent=True)
+    rounds = [np.array(r["population_scores"]) for r in result.trace]
+    for before, after in zip(rounds, rounds[1:]):
+        assert np.all(after >= before)
+    chosen = [c for r in result.trace[1:] for c in r["chosen"]]
+    assert "parent" in chosen  # the toy objective makes some candidates worse than their parent
+    # A kept parent is perturbed again next round: the next candidates solve to P = the parent.
+    for t in range(1, 4):
+        nxt = sampler.batches[t + 1]
+        members = []
+        for i, c in enumerate(result.trace[t]["chosen"]):
+            source = sampler.batches[t][3 + i] if c == "large" else sampler.batches[t][i]
+            members.append(source if c != "parent" else None)
+        for i, member in enumerate(members):
+            if member is not None:
+                eta_s = (nxt[i] - 0.5 * member) / math.sqrt(1 - 0.25)
+                eta_l = (nxt[3 + i] - 0.9 * member) / math.sqrt(1 - 0.81)
+                assert torch.allclose(eta_s, eta_l, atol=1e-5)
+    plain = gmds_search(Recorder(), closeness(1.5), (4,), population=3, rounds=4, beta_small=0.5,
+                        beta_large=0.9, seed=2)
+    default = gmds_search(Recorder(), closeness(1.5), (4,), population=3, rounds=4, beta_small=0.5,
+                          beta_large=0.9, seed=2, keep_parent=False)
+    assert plain.trace == default.trace
+    assert all(c in ("small", "large") for r in plain.trace[1:] for c in r["chosen"])

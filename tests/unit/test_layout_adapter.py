@@ -208,3 +208,21 @@ def test_half_precision_network_uses_a_private_copy():
     adapter = adapter_for(tiny_network(), trained_seed=5)
     out = sample(apply_layout_adapter(half, adapter, layout()), 4.5)
     assert torch.isfinite(out).all() and adapter.proj.weight.dtype == torch.float32
+
+
+def test_shipped_adapter_fits_the_embedded_network_and_acts():
+    import json
+    from pathlib import Path
+
+    from foley_core.models import builders
+
+    models = Path(__file__).resolve().parents[2] / "embedded_models"
+    manifest = json.loads((models / "manifest.json").read_text())
+    adapter, meta = load_layout_adapter(models / manifest["files"]["layout_adapter"])
+    assert meta["config"]["backbone"]["file"] == manifest["files"]["network"]
+    net = builders.build_network(models / manifest["files"]["network"]).network.eval()
+    lengths = sequence_lengths(2.0, MODE)
+    net.update_seq_lengths(lengths.latent, lengths.clip, lengths.sync)
+    wrapped = apply_layout_adapter(net, adapter, layout(2.0))  # backbone and bands match
+    term = wrapped.preprocess_conditions(None, None, None).extra_input
+    assert term.shape == (1, lengths.latent, net.config.hidden_dim) and term.abs().mean() > 1e-3

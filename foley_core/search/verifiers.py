@@ -18,8 +18,9 @@ Implemented:
   match the true sound onsets with F1 ≈ 0.49 at 0.1 s.
 - `clap`: cosine similarity of CLAP audio and text embeddings, `transformers` ClapModel +
   ClapProcessor loaded from a LOCAL folder only (local_files_only; never the network).
-Not implemented (a clear error rather than a silent no-op): Synchformer DeSync (our Synchformer
-port is the visual branch only; the audio branch and sync head are not), Wav2CLIP, ImageBind.
+- `synchformer_desync`: 1 − DeSync/2 in [0, 1], DeSync as av-benchmark computes it with the full
+  Synchformer (metrics/desync.py; parity-tested against the official code).
+Not implemented (a clear error rather than a silent no-op): Wav2CLIP, ImageBind.
 """
 
 from __future__ import annotations
@@ -42,8 +43,6 @@ MOTION_PEAK_RATIO = 0.3  # a motion onset must reach 30 % of the clip's stronges
 MOTION_MIN_SEPARATION_S = 0.05  # as the audio detector's non-maximum suppression
 
 NOT_IMPLEMENTED = {
-    "synchformer_desync": "Synchformer DeSync needs the audio branch and synchronisation head of the "
-                          "full Synchformer; this plugin implements only its visual branch.",
     "wav2clip": "Wav2CLIP audio–video scoring is not implemented in this plugin.",
     "imagebind": "ImageBind audio–video scoring is not implemented in this plugin.",
 }
@@ -232,6 +231,62 @@ class MotionOnsetVerifier(Verifier):
         return onset_f1(times, self.onsets, self.tolerance)
 
 
+# Synchformer DeSync -------------------------------------------------------------------------------
+
+class SynchformerDesyncVerifier(Verifier):
+    """1 − DeSync/2: DeSync (s) of each candidate against the video, exactly as av-benchmark scores
+    a generated soundtrack (argmax offset class of the first and last 4.8-s window, |offset|
+    averaged), mapped to [0, 1] so it adds up with the other verifiers: 1 = both windows in sync,
+    0 = both at the ±2 s extreme. The rescaled published metric (not, e.g., the softmax probability
+    of offset 0) so that the search optimises the number that is reported; it moves in steps of
+    0.05 (0.2 s in one window), so ties are common between close candidates.
+
+    The visual branch runs once, here, on the whole video; each `score` batches the audio branch
+    over all candidates and their segments. Needs ≥ 4.8 s of audio and video (14 segments).
+    """
+
+    name = "synchformer_desync"
+
+    def __init__(self, model, sync_frames, weight: float = 1.0):
+        super().__init__(weight)
+        import torch
+
+        frames = torch.as_tensor(as_numpy(sync_frames)) if not isinstance(sync_frames, torch.Tensor) else sync_frames
+        if frames.ndim != 4:
+            raise FoleyError(f"The DeSync verifier needs the 25-fps frames [T, 3, 224, 224], got {tuple(frames.shape)}.")
+        self.model = model
+        self.n_frames = int(frames.shape[0])
+        self.visual = model.encode_segments(frames[None])  # (1, S, 8, D), cached for every score call
+
+    def window_scores(self, audio, sample_rate: int, context: Optional[VerifierContext] = None) -> np.ndarray:
+        """(2, B) |offset| (s) of the first and last window for each candidate."""
+        import torch
+
+        from ..metrics.desync import pair_window_scores
+        from ..models.synchformer import num_segments
+        from ..models.synchformer_sync.frontend import SAMPLE_RATE, SEGMENT_SAMPLES, SEGMENT_STRIDE, to_16k
+        from ..models.synchformer_sync.model import WINDOW_SEGMENTS
+
+        context = context or VerifierContext()
+        wave = to_16k(torch.from_numpy(np.stack(audio_items(audio))), sample_rate)
+        n_frames = self.n_frames
+        if context.duration_s:  # av-benchmark cuts both streams to the clip length first
+            wave = wave[:, : int(SAMPLE_RATE * context.duration_s)]
+            n_frames = min(n_frames, int(25 * context.duration_s))
+        s_audio = max(0, (wave.shape[1] - SEGMENT_SAMPLES) // SEGMENT_STRIDE + 1)
+        s = min(num_segments(n_frames), s_audio, self.visual.shape[1])
+        if s < WINDOW_SEGMENTS:
+            raise FoleyError(f"The DeSync verifier needs at least 4.8 s of audio and video ({WINDOW_SEGMENTS} "
+                             f"Synchformer segments); this clip gives {s}. Generate a longer clip or drop "
+                             "this verifier.")
+        wave = wave[:, : SEGMENT_SAMPLES + SEGMENT_STRIDE * (s - 1)]  # only the segments used
+        visual = self.visual[:, :s].expand(wave.shape[0], -1, -1, -1)
+        return pair_window_scores(self.model, visual, self.model.encode_audio(wave)).cpu().double().numpy()
+
+    def score(self, audio, sample_rate: int, context: Optional[VerifierContext] = None) -> np.ndarray:
+        return 1.0 - self.window_scores(audio, sample_rate, context).mean(axis=0) / 2.0
+
+
 # CLAP -------------------------------------------------------------------------------------------
 
 CLAP_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -308,4 +363,4 @@ class ClapVerifier(Verifier):
 
 def not_implemented(kind: str) -> FoleyError:
     return FoleyError(f"Verifier '{kind}' is not implemented: {NOT_IMPLEMENTED[kind]} Use envelope, timbre, "
-                      "motion_onsets or clap instead.")
+                      "motion_onsets, clap or synchformer_desync instead.")

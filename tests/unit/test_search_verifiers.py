@@ -98,7 +98,7 @@ def test_missing_clap_files_are_named(tmp_path):
 
 
 def test_unimplemented_verifiers_say_so():
-    for kind in ("synchformer_desync", "wav2clip", "imagebind"):
+    for kind in ("wav2clip", "imagebind"):
         assert "is not implemented" in str(not_implemented(kind)) and "clap" in str(not_implemented(kind))
 
 

@@ -143,3 +143,34 @@ def test_file_round_trip_and_visual_only_error(tmp_path, io):
     text = str(err.value)
     assert "mmaudio_synchformer_visual.pth" in text and "afeat_extractor.*" in text
     assert "transformer.*" in text and "only the visual branch" in text and "synchformer_state_dict.pth" in text
+
+
+def test_desync_verifier_scores_a_batch_like_av_benchmark(model, io):
+    from foley_core.search.verifiers import SynchformerDesyncVerifier, VerifierContext, combine
+
+    # one video for both candidates: item 0's frames; the candidates are the two golden waveforms
+    frames = frames_224(io)
+    verifier = SynchformerDesyncVerifier(model, frames[0], weight=2.0)
+    wave = io["in.wav_16k"]
+    windows = verifier.window_scores(wave.numpy(), 16000)
+    visual = model.encode_segments(frames[:1]).expand(2, -1, -1, -1)
+    expected = pair_window_scores(model, visual, model.encode_audio(wave)).double().numpy()
+    assert windows.shape == (2, 2) and (windows == expected).all()
+    scores = verifier.score(wave.numpy(), 16000)
+    assert scores == pytest.approx(1.0 - expected.mean(axis=0) / 2.0, abs=1e-12)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    # batching across candidates does not change a candidate's score
+    alone = [verifier.score(wave[i:i + 1].numpy(), 16000)[0] for i in range(2)]
+    assert alone == pytest.approx(list(scores), abs=1e-12)
+    # combined with its weight, through the ordinary search interface
+    parts = combine(verifier).score_parts(wave.numpy(), 16000, VerifierContext(duration_s=5.76))
+    assert parts["synchformer_desync"] == pytest.approx(scores, abs=1e-12)
+    assert parts["total"] == pytest.approx(2.0 * scores, abs=1e-12)
+
+
+def test_desync_verifier_refuses_short_clips(model, io):
+    from foley_core.search.verifiers import SynchformerDesyncVerifier, VerifierContext
+
+    verifier = SynchformerDesyncVerifier(model, frames_224(io)[0])
+    with pytest.raises(FoleyError, match="at least 4.8 s"):
+        verifier.score(io["in.wav_16k"].numpy(), 16000, VerifierContext(duration_s=4.0))

@@ -50,3 +50,36 @@ def resolve_clap(name: str) -> Path:
             if (root / name / "config.json").is_file():
                 return root / name
     raise FoleyError(f"The CLAP model folder {name!r} is not in {where}; put it there and refresh.")
+
+
+# Synchformer DeSync: the full Synchformer file lives beside the encoders in models/mmaudio.
+
+def sync_choices() -> list[str]:
+    """Files in models/mmaudio, the official full file name first (listed even when absent so a
+    saved workflow keeps its value and a missing file gets a clear message)."""
+    from ..foley_core.models.synchformer_sync.model import FULL_FILE
+    from . import folders
+
+    return [FULL_FILE] + [n for n in folders.model_files(folders.FOLDER) if n != FULL_FILE]
+
+
+def load_desync_model(name: str):
+    """The full Synchformer (fp32, on the host's compute device) from models/mmaudio."""
+    import comfy.model_management as mm
+
+    from ..foley_core.errors import CheckpointError
+    from ..foley_core.models.synchformer_sync import build_synchformer_sync
+    from ..foley_core.models.synchformer_sync.model import FULL_FILE
+    from . import folders
+
+    folders.register()
+    where = ", ".join(folder_paths.get_folder_paths(folders.FOLDER))
+    if not isinstance(name, str) or name not in folder_paths.get_filename_list(folders.FOLDER):
+        raise FoleyError(f"The synchformer_desync verifier needs the full Synchformer file {FULL_FILE} (MMAudio's "
+                         f"download, ~907 MB; audio branch and sync head included) in models/{folders.FOLDER} "
+                         f"({where}); {name!r} is not there. Put it there and refresh.")
+    path = folders.resolve(name, "Synchformer DeSync")
+    try:
+        return build_synchformer_sync(path, device=mm.get_torch_device())
+    except CheckpointError as error:
+        raise FoleyError(f"{error} Folder: models/{folders.FOLDER} ({path.parent}).") from None

@@ -11,13 +11,14 @@ from ..foley_core.previews import to_comfy_image
 from ..foley_core.search import gmds
 from ..foley_core.search.plot import plot_trace
 from ..foley_core.search.sampling import make_sampler, make_scorer
-from ..foley_core.search.verifiers import (ClapVerifier, EnvelopeVerifier, MotionOnsetVerifier, TimbreVerifier,
-                                           VerifierContext, combine, reference_waveform)
+from ..foley_core.search.verifiers import (ClapVerifier, EnvelopeVerifier, MotionOnsetVerifier,
+                                           SynchformerDesyncVerifier, TimbreVerifier, VerifierContext, combine,
+                                           reference_waveform)
 from ..model_loaders import devices, verifier_files
 from . import host
 from .generation_nodes import LATENT_KEY, FoleyFlowSampler, active_controls, control_info, wrap_network
 
-KINDS = ["envelope", "timbre", "motion_onsets", "clap"]
+KINDS = ["envelope", "timbre", "motion_onsets", "clap", "synchformer_desync"]
 
 
 class FoleyLoadVerifier:
@@ -28,9 +29,10 @@ class FoleyLoadVerifier:
     DESCRIPTION = ("A score for GMDS Search (higher is better). envelope: 1 − E-L1 to a target envelope "
                    "(or a target AUDIO's); timbre: similarity to a reference (FOLEY_STYLE + codec, or "
                    "AUDIO); motion_onsets: audio onsets vs the video's motion onsets (F1 at 0.1 s); clap: "
-                   "CLAP audio–text similarity from a local folder in models/clap. Chain with `previous` "
-                   "to sum several, each times its weight. Not implemented: Synchformer DeSync, "
-                   "Wav2CLIP, ImageBind.")
+                   "CLAP audio–text similarity from a local folder in models/clap; synchformer_desync: 1 − "
+                   "DeSync/2 against the video (av-benchmark's DeSync; needs the FULL "
+                   "synchformer_state_dict.pth in models/mmaudio and ≥ 4.8 s). Chain with `previous` "
+                   "to sum several, each times its weight. Not implemented: Wav2CLIP, ImageBind.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -46,15 +48,20 @@ class FoleyLoadVerifier:
                                                       "timbre: use it as the reference."}),
                 "style": ("FOLEY_STYLE", {"tooltip": "timbre: the reference (needs the codec to decode it)."}),
                 "codec": ("FOLEY_CODEC",),
-                "video": ("FOLEY_VIDEO", {"tooltip": "motion_onsets: the video whose motion gives the onsets."}),
+                "video": ("FOLEY_VIDEO", {"tooltip": "motion_onsets / synchformer_desync: the video the audio "
+                                                     "must follow."}),
                 "clap_model": (verifier_files.clap_choices(), {"tooltip": "clap: a folder in models/clap."}),
                 "text": ("STRING", {"default": "", "tooltip": "clap: the text; empty = the prompt."}),
+                "sync_model": (verifier_files.sync_choices(), {
+                    "tooltip": "synchformer_desync: the full Synchformer file in models/mmaudio (not the "
+                               "visual-only one)."}),
             },
         }
 
     def load(self, kind, weight, previous=None, envelope=None, target_audio=None, style=None, codec=None,
-             video=None, clap_model=verifier_files.NONE, text=""):
-        verifier = self._build(kind, float(weight), envelope, target_audio, style, codec, video, clap_model, text)
+             video=None, clap_model=verifier_files.NONE, text="", sync_model=None):
+        verifier = self._build(kind, float(weight), envelope, target_audio, style, codec, video, clap_model, text,
+                               sync_model)
         combined = combine(previous, verifier)
         info = f"verifier: {combined.describe()}"
         print(f"[Foley Imitator] {info}")
@@ -66,7 +73,7 @@ class FoleyLoadVerifier:
             raise FoleyError(f"Foley Load Verifier: `{what}` is not an AUDIO value.")
         return audio["waveform"][0], int(audio["sample_rate"])
 
-    def _build(self, kind, weight, envelope, target_audio, style, codec, video, clap_model, text):
+    def _build(self, kind, weight, envelope, target_audio, style, codec, video, clap_model, text, sync_model=None):
         if kind == "envelope":
             if envelope is not None:
                 return EnvelopeVerifier(envelope, weight)
@@ -93,6 +100,11 @@ class FoleyLoadVerifier:
             return MotionOnsetVerifier.from_frames(video.sync_frames, float(SYNC_STREAM.fps), weight)
         if kind == "clap":
             return ClapVerifier(verifier_files.resolve_clap(clap_model), text or "", weight)
+        if kind == "synchformer_desync":
+            if video is None:
+                raise FoleyError("The synchformer_desync verifier needs the video: connect `video` (Foley Load Video).")
+            model = verifier_files.load_desync_model(sync_model or verifier_files.sync_choices()[0])
+            return SynchformerDesyncVerifier(model, video.sync_frames, weight)
         raise FoleyError(f"Unknown verifier kind {kind!r}; pick one of {', '.join(KINDS)}.")
 
 

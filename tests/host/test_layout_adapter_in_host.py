@@ -95,3 +95,23 @@ def test_bad_adapters_and_layouts_are_reported(layout_host, file_name, options, 
     result = layout_host.run(reference_prompt(file_name, **options), timeout=600)
     assert result.status == "error"
     assert expected in result.error_message, result.error_message
+
+
+def test_embedded_adapter_runs_with_the_embedded_set_and_its_controlnet(layout_host):
+    """The shipped adapter (embedded fallback) in the embedded synced workflow, together with the ControlNet."""
+    embedded = "(embedded) foley_embedded_layout_adapter_16k.safetensors"
+    files = layout_host.object_info()["FoleyLoadLayoutAdapter"]["input"]["required"]["layout_adapter"][0]
+    assert embedded in files
+    prompt = json.loads((WORKFLOWS / "api" / "embedded_synced_foley.json").read_text())
+    sampler = next(k for k, v in prompt.items() if v["class_type"] == "FoleyFlowSampler")
+    prompt["95"] = {"class_type": "FoleyLoadAudio",
+                    "inputs": {"audio": "foley_demo_reference.wav", "start_time": 0.0, "duration": 0.0}}
+    prompt[LAYOUT_NODE] = {"class_type": "FoleyLayoutPredict", "inputs": {"audio": ["95", 0], "bands": 5,
+                                                                         "frame_rate": 10.2}}
+    prompt[ADAPTER_NODE] = {"class_type": "FoleyLoadLayoutAdapter", "inputs": {"layout_adapter": embedded}}
+    prompt[sampler]["inputs"].update({"layout": [LAYOUT_NODE, 0], "layout_adapter": [ADAPTER_NODE, 0], "steps": 8})
+    samples = soundtrack(layout_host, prompt)
+    assert np.isfinite(samples).all() and samples.std() > 1e-5
+    log = layout_host.log_tail(20000)
+    assert "layout_adapter active: foley_embedded_layout_adapter_16k.safetensors" in log
+    assert "controlnet active" in log

@@ -150,13 +150,17 @@ class FoleyGMDSSearch:
                                              "tooltip": "Backbone window; 0 = the network's own."}),
                 # The Flow Sampler's controls, with its names, types, defaults and tooltips (issue #7).
                 **{name: _SAMPLER_OPTIONAL[name] for name in CONTROL_INPUTS},
+                # Last, so saved workflows' widget values keep their places.
+                "keep_parent": ("BOOLEAN", {"default": False, "tooltip": (
+                    "Elitist variant (not the paper's Algorithm 1): a member stays when both of its candidates "
+                    "score lower, so the population never gets worse. Off = Algorithm 1 exactly.")}),
             },
         }
 
     def search(self, model, features, codec, verifier, seed, steps, cfg, duration, population, rounds,
                beta_small, beta_large, style=None, window_seconds=0.0, adapter=None, envelope=None, layout=None,
                control_strength=1.0, control_start=0.0, control_end=1.0, prompt_channel=None, controlnet=None,
-               layout_adapter=None):
+               layout_adapter=None, keep_parent=False):
         gmds.check_settings(population, rounds, beta_small, beta_large)
         mode = model.mode or codec.mode
         if codec.latent_dim != model.network.config.latent_dim or codec.mode != mode:
@@ -208,16 +212,18 @@ class FoleyGMDSSearch:
                              VerifierContext(duration_s=total_s, prompt=features.prompt))
         result = gmds.gmds_search(sampler, scorer, sampler.noise_shape, population=population, rounds=rounds,
                                   beta_small=beta_small, beta_large=beta_large, seed=seed,
-                                  progress=on_progress, interrupt=lambda: report(done["n"], total))
+                                  keep_parent=bool(keep_parent), progress=on_progress,
+                                  interrupt=lambda: report(done["n"], total))
         trace = {**result.to_json(), "verifier": verifier.describe(), "seed": int(seed), "population": population,
-                 "rounds": rounds, "beta_small": beta_small, "beta_large": beta_large, "steps": steps, **controls}
+                 "rounds": rounds, "beta_small": beta_small, "beta_large": beta_large,
+                 "keep_parent": bool(keep_parent), "steps": steps, **controls}
         info = {"duration_s": float(total_s), "sample_rate": sample_rate, "mode": mode, "samples": n_samples,
                 "hop": hop, "seed": int(seed), "variant": model.variant, "windows": 1,
                 "reference": None if style is None else style.describe(), "plan": None, **controls,
                 "search": {"method": "gmds", "best_score": result.best_score, "evaluations": result.evaluations}}
         latent = {"samples": result.best_latent.transpose(1, 2).to(devices.output_device()),  # [1, C, N]
                   "type": "audio", LATENT_KEY: info}
-        summary = (f"GMDS: best score {result.best_score:.4f} after {result.evaluations} evaluations "
+        summary = (f"GMDS{' (keep_parent, elitist)' if keep_parent else ''}: best score {result.best_score:.4f} after {result.evaluations} evaluations "
                    f"({verifier.describe()})" + active_controls(controls))
         print(f"[Foley Imitator] {summary}")
         return {"ui": {"text": [summary]},

@@ -56,6 +56,15 @@ def test_gmds_workflow_runs_and_the_same_seed_gives_the_same_sound(host):
     assert np.array_equal(soundtrack(host, again)[0], samples)
 
 
+def test_keep_parent_is_optional_and_reported(host):
+    prompt = small_prompt()
+    prompt["7"]["inputs"]["keep_parent"] = True
+    result = host.run(prompt, timeout=900)
+    assert result.status == "success", result.error_message + host.log_tail(3000)
+    (summary,) = result.outputs["7"]["text"]
+    assert summary.startswith("GMDS (keep_parent, elitist): best score") and "after 6 evaluations" in summary, summary
+
+
 def test_verifiers_chain_with_weights(host):
     prompt = small_prompt()
     prompt["20"] = {"class_type": "FoleyLoadAudio",

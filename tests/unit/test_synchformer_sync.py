@@ -174,3 +174,24 @@ def test_desync_verifier_refuses_short_clips(model, io):
     verifier = SynchformerDesyncVerifier(model, frames_224(io)[0])
     with pytest.raises(FoleyError, match="at least 4.8 s"):
         verifier.score(io["in.wav_16k"].numpy(), 16000, VerifierContext(duration_s=4.0))
+
+
+def test_full_size_model_has_exactly_the_official_keys():
+    """Built on the meta device from the real file's key list (manifests/synchformer_full.json): the
+    strict load of synchformer_state_dict.pth needs exactly these 513 names and shapes."""
+    import json
+    from pathlib import Path
+
+    from foley_core.models.synchformer_sync.model import full_configs
+
+    data = json.loads((Path(parity_data.PARITY).parent / "manifests" / "synchformer_full.json").read_text())
+    want = {k: tuple(shape) for k, shape, _ in data["keys"]}
+    assert len(want) == data["num_tensors"] == 513
+    sd = {k: torch.empty(shape, device="meta") for k, shape in want.items()}
+    visual, ast, sync = full_configs(sd)
+    assert (visual.num_heads, visual.depth, ast.heads, ast.layers, sync.heads, sync.layers) == (12, 12, 12, 12, 8, 3)
+    with torch.device("meta"):
+        model = SynchformerSync(visual, ast, sync)
+    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert got == want
+    assert sum(v.numel() for v in model.state_dict().values()) == data["num_elements"]

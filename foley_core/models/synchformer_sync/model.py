@@ -73,6 +73,14 @@ def sync_configs(sd: Mapping[str, torch.Tensor], heads: Mapping[str, int]) -> tu
     return ast, sync
 
 
+def full_configs(sd: Mapping[str, torch.Tensor], heads: Optional[Mapping[str, int]] = None):
+    """(visual, AST, sync) configs from a full state dict's shapes (+ head counts where given)."""
+    heads = dict(heads or {})
+    visual = {k: v for k, v in sd.items() if k.startswith("vfeat_extractor.")}
+    return (synchformer_config_from_state_dict(visual, num_heads=heads.get("visual")),
+            *sync_configs(sd, heads))
+
+
 class SynchformerSync(SynchformerVisualEncoder):
     """Offset classifier over 14-segment windows. Inherits the visual encoder (`vfeat_extractor`,
     `encode_segments`) and adds the audio branch and the sync head under the file's names."""
@@ -98,11 +106,8 @@ class SynchformerSync(SynchformerVisualEncoder):
                 f"Synchformer DeSync: {name} lacks {lacks}.{hint} DeSync needs the FULL Synchformer file "
                 f"{FULL_FILE} (MMAudio's download, ~907 MB, all five parts: vfeat_extractor, "
                 "afeat_extractor, vproj, aproj, transformer).")
-        visual = {k: v for k, v in state_dict.items() if k.startswith("vfeat_extractor.")}
-        visual_cfg = synchformer_config_from_state_dict(visual, num_heads=heads.get("visual"))
-        ast_cfg, sync_cfg = sync_configs(state_dict, heads)
         with torch.device("meta"):
-            model = cls(visual_cfg, ast_cfg, sync_cfg, segment_chunk=segment_chunk)
+            model = cls(*full_configs(state_dict, heads), segment_chunk=segment_chunk)
         try:
             model.load_state_dict(dict(state_dict), strict=True, assign=True)
         except RuntimeError as e:

@@ -96,11 +96,10 @@ class SynchformerSync(SynchformerVisualEncoder):
     def from_state_dict(cls, state_dict: Mapping[str, torch.Tensor], heads: Optional[Mapping[str, int]] = None,
                         dtype: torch.dtype = torch.float32, device="cpu", segment_chunk: int = 16,
                         name: str = FULL_FILE) -> "SynchformerSync":
-        heads = dict(heads or {})
         missing = missing_branches(state_dict)
         if missing:
             lacks = ", ".join(f"{p}* ({BRANCHES[p]})" for p in missing)
-            only_visual = "vfeat_extractor." not in missing
+            only_visual = missing == [p for p in BRANCHES if p != "vfeat_extractor."]
             hint = " It holds only the visual branch that MMAudio conditions on." if only_visual else ""
             raise CheckpointError(
                 f"Synchformer DeSync: {name} lacks {lacks}.{hint} DeSync needs the FULL Synchformer file "

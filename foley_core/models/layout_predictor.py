@@ -211,8 +211,12 @@ class LayoutPredictor(nn.Module):
         """Standardise inputs with the training features; start the output at the mean layout."""
         for name, data in (("cls", cls), ("patch", patches)):
             flat = data.reshape(-1, data.shape[-1]).float()
+            std = flat.std(0)
+            # A dimension constant over the training set (layer 0's CLS token is the same for every
+            # frame) carries nothing; a huge scale keeps it at ~0 when the input differs by rounding.
+            constant = std <= 1e-6 * max(1.0, float(std.median()))
             getattr(self, f"{name}_mean").copy_(flat.mean(0))
-            getattr(self, f"{name}_std").copy_(flat.std(0).clamp_min(1e-4))
+            getattr(self, f"{name}_std").copy_(torch.where(constant, torch.full_like(std, 1e6), std.clamp_min(1e-4)))
         with torch.no_grad():
             self.head.bias.copy_(layouts.reshape(-1, layouts.shape[-1]).float().mean(0))
 

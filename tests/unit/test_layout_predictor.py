@@ -154,3 +154,17 @@ def test_extract_train_export_on_synthetic_clips(tmp_path):
         (tmp_path / "other").mkdir()
         save_checkpoint(tmp_path / "other" / "checkpoint.pt", {"kind": "rms_mapper"})
         export_predictor(tmp_path / "other", tmp_path / "x.safetensors")
+
+
+def test_a_feature_constant_in_training_is_ignored_at_inference(clip):
+    """Layer 0's CLS token is the same for every frame; rounding differences there must not matter."""
+    torch.manual_seed(2)
+    predictor = LayoutPredictor(_config(clip)).eval()
+    cls, patches, layouts = torch.randn(4, 16, 128), torch.randn(4, 16, 9, 128), torch.rand(4, 20, 5)
+    cls[..., :64] = 0.5
+    predictor.set_statistics(cls, patches, layouts)
+    args = (frame_times(16, 8.0), query_times(20, 10.2))
+    nudged = cls.clone()
+    nudged[..., :64] += 1e-3  # e.g. fp16 features in training, fp32 at inference
+    torch.testing.assert_close(predictor(nudged, patches, *args), predictor(cls, patches, *args))
+    torch.testing.assert_close(predictor.head.bias, layouts.mean((0, 1)))

@@ -86,3 +86,26 @@ def test_bad_channels_are_reported(channel_host, file_name, expected):
     result = channel_host.run(reference_prompt(file_name), timeout=600)
     assert result.status == "error"
     assert expected in result.error_message and file_name in result.error_message, result.error_message
+
+
+def test_embedded_channel_runs_with_the_embedded_network(channel_host):
+    """The embedded channel (trained against the embedded 16 kHz network) is offered as
+    "(embedded) …"; with the official names not installed the embedded set runs it, and it changes
+    the sound (a trained, non-zero channel)."""
+    info = channel_host.object_info()
+    (embedded_channel,) = [n for n in info["FoleyLoadPromptChannel"]["input"]["required"]["prompt_channel"][0]
+                           if n.startswith("(embedded) ")]
+    prompt = json.loads((WORKFLOWS / "api" / "reference_foley.json").read_text())  # official names
+    for node in prompt.values():
+        for name, value in node["inputs"].items():
+            if isinstance(value, str) and value.endswith((".pth", ".safetensors", ".pt")):
+                node["inputs"][name] = f"not_installed_{value.replace('/', '_')}"
+    encode = next(k for k, v in prompt.items() if v["class_type"] == "FoleyStyleEncode")
+    prompt[encode]["inputs"]["prompt_seconds"] = 1.5  # the embedded network's window is 4 s
+    sampler = next(k for k, v in prompt.items() if v["class_type"] == "FoleyFlowSampler")
+    plain = soundtrack(channel_host, prompt)
+    prompt[CHANNEL_NODE] = {"class_type": "FoleyLoadPromptChannel", "inputs": {"prompt_channel": embedded_channel}}
+    prompt[sampler]["inputs"]["prompt_channel"] = [CHANNEL_NODE, 0]
+    steered = soundtrack(channel_host, prompt)
+    assert steered.std() > 1e-4 and steered.shape == plain.shape
+    assert not np.array_equal(plain, steered)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -202,3 +203,19 @@ def test_config_checks():
         PromptChannelTrainConfig()
     with pytest.raises(ValueError, match="probability"):
         PromptChannelTrainConfig(backbone="x", prompt_dropout=1.5)
+
+
+def test_embedded_channel_loads_and_fits_the_embedded_network():
+    """The shipped channel (embedded_models/manifest.json "prompt_channel") loads weights-only, was
+    trained (non-zero) against the embedded flow network, and fits it."""
+    from foley_core.models import builders
+    from foley_core.models.prompt_channel import check_backbone
+
+    folder = Path(__file__).resolve().parents[2] / "embedded_models"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    channel, metadata = load_channel(folder / manifest["files"]["prompt_channel"])
+    network = builders.build_network(folder / manifest["files"]["network"]).network
+    check_backbone(channel, network, "embedded channel")
+    assert channel.config.backbone["file"] == manifest["files"]["network"]
+    assert metadata["training"]["backbone"] == manifest["files"]["network"]
+    assert channel.proj.weight.abs().max() > 0

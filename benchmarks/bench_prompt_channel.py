@@ -8,8 +8,9 @@ timbre to the prompt than the training-free replacement alone?
         --out docs/results/prompt_channel_benchmark.json
     python benchmarks/bench_prompt_channel.py pool docs/results/prompt_channel_benchmark*.json
 
-Held-out clips: the last `--holdout` clips of the synthetic feature set, which the channel was
-not trained on (`train-prompt-channel --holdout 48`; the embedded backbone itself saw them).
+Held-out clips: the last `--holdout` clips of a feature folder the channel was not trained on
+(docs/benchmarks.md, second run: clips 480-575 of the recipe's set, which the embedded backbone
+did not see either; the first run held out the last 48 of the backbone's own clips).
 Per clip, one 4 s window [prompt | target] as in training: prompt = the clip's own first 3/8
 (47 latents, 1.5 s, the VAE posterior mean), target = the remaining 2.5 s with the clip's sync
 features (CLIP and caption dropped — they name the material — so the prompt is the only timbre

@@ -164,6 +164,10 @@ def build_base(work: Path, out: Path, *, train_clips: int, duration: float, vae_
     return manifest
 
 
+# Add-ons that read only the video (through the fixed-seed encoders), not the flow network.
+VIDEO_ONLY_ADD_ONS = ("rms_mapper", "layout_predictor")
+
+
 def _keep_add_ons(path: Path, manifest: dict) -> None:
     """Carry over the add-ons of an existing manifest (RMS-Mapper, ControlNet, style adapter: trained by
     their own commands, docs/training.md) whose files are still there, instead of dropping them."""
@@ -178,7 +182,7 @@ def _keep_add_ons(path: Path, manifest: dict) -> None:
             manifest[key] = old[key]
         if key in old.get("training_logs", {}) and (path.parent / old["training_logs"][key]).exists():
             manifest.setdefault("training_logs", {})[key] = old["training_logs"][key]
-        if key != "rms_mapper":  # the mapper reads video only; the others were fitted to the old network
+        if key not in VIDEO_ONLY_ADD_ONS:  # the others were fitted to the old network
             log(f"kept {name}; it was trained against the previous flow network: retrain it for this one")
 
 

@@ -37,11 +37,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import FoleyError
-from ..models import builders
 from ..models.style_adapter import PARTS, StyleAdapter, StyleAdapterConfig, load_adapter, save_adapter
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .driver import TrainingTask, prepare_run, run_training
 from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
+from .frozen_backbone import load_frozen_backbone
 from .shards import ShardDataset
 
 REFERENCES_NAME = "references.safetensors"
@@ -291,14 +291,7 @@ def train_adapter(feature_dir: str | Path, config: Optional[AdapterTrainConfig],
     tensors, meta = references
     if meta["clips"] != [c["name"] for c in dataset.clips]:
         raise ValueError("references.safetensors does not belong to this feature folder; re-run `references`")
-    backbone_path = Path(config.backbone)
-    built = builders.build_network(backbone_path)
-    net = built.network
-    seq = dataset.index["seq"]
-    if dataset.shapes["latent_mean"][1] != net.config.latent_dim:
-        raise FoleyError(f"the features have {dataset.shapes['latent_mean'][1]} latent channels, the backbone "
-                         f"{backbone_path.name} {net.config.latent_dim}")
-    net.update_seq_lengths(seq["latent"], seq["clip"], seq["sync"])
+    backbone_path, built, net, seq = load_frozen_backbone(config.backbone, dataset, check_mode=False)
     # Stage 2 trains only on clips with a non-overlapping segment.
     usable = tensors[f"stage{config.stage}.valid"].any(1).nonzero().flatten().tolist()
     if not usable:

@@ -34,11 +34,11 @@ from ..controls.controlnet import (SUBFRAMES, ControlNetConfig, EnvelopeControlN
                                    save_controlnet)
 from ..controls.envelope import ENVELOPE_HOP, ENVELOPE_SAMPLE_RATE, rms_envelope
 from ..errors import FoleyError
-from ..models import builders
 from ..models.mmaudio.sequence import audio_mode_settings, sequence_lengths
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .driver import TrainingTask, prepare_run, run_training
 from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
+from .frozen_backbone import control_dropout_coins, load_frozen_backbone
 from .shards import ShardDataset
 
 ENVELOPES_NAME = "envelopes.safetensors"
@@ -186,16 +186,7 @@ def train_controlnet(feature_dir: str | Path, config: Optional[ControlNetTrainCo
     envelopes, meta = load_envelopes(feature_dir)
     if meta["clips"] != [c["name"] for c in dataset.clips]:
         raise ValueError("envelopes.safetensors does not belong to this feature folder; re-run `envelopes`")
-    backbone_path = Path(config.backbone)
-    built = builders.build_network(backbone_path)
-    net = built.network.eval().requires_grad_(False)
-    seq = dataset.index["seq"]
-    if dataset.shapes["latent_mean"][1] != net.config.latent_dim:
-        raise FoleyError(f"the features have {dataset.shapes['latent_mean'][1]} latent channels, the backbone "
-                         f"{backbone_path.name} {net.config.latent_dim}")
-    if built.mode not in (None, dataset.mode):
-        raise FoleyError(f"the features are {dataset.mode} audio, the backbone {backbone_path.name} makes {built.mode}")
-    net.update_seq_lengths(seq["latent"], seq["clip"], seq["sync"])
+    backbone_path, built, net, seq = load_frozen_backbone(config.backbone, dataset)
     sample_rate, hop = audio_mode_settings(dataset.mode)
     latent_rate = sample_rate / hop / 2
     features = control_features(envelopes, meta["frame_rate"], seq["latent"], latent_rate, config.subframes)
@@ -216,12 +207,8 @@ def train_controlnet(feature_dir: str | Path, config: Optional[ControlNetTrainCo
     def step_loss(model, batch, generator, step) -> torch.Tensor:
         noise = draw_step_noise(generator, config.batch_size, seq["latent"], net.config.latent_dim,
                                 config.video_dropout, config.text_dropout)
-        # ControlNet-only draws come after the network trainer's, in a fixed order.
-        coins = torch.rand(config.batch_size, 2, generator=generator)
-        uncond = coins[:, 1] < config.uncond_dropout
-        noise.drop_text |= ~batch["has_text"] | uncond
-        noise.drop_video |= uncond
-        keep = (coins[:, 0] >= config.envelope_dropout) & ~uncond
+        keep, _ = control_dropout_coins(generator, noise, batch["has_text"], config.envelope_dropout,
+                                        config.uncond_dropout)
         rows = torch.tensor([row_of[name] for name in batch["name"]])
         noise = noise.to(ctx.device)
         inputs = [batch[k].to(ctx.device) for k in ("latent_mean", "latent_std", "clip_f", "sync_f", "text_f")]

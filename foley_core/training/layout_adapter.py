@@ -37,12 +37,12 @@ from ..controls.layout import LAYOUT_BANDS, LAYOUT_FRAME_RATE, Layout, audio_lay
 from ..controls.layout_adapter import (HIDDEN, LayoutAdapter, LayoutAdapterConfig, latent_rate_of, layout_tokens,
                                        save_layout_adapter)
 from ..errors import FoleyError
-from ..models import builders
 from ..models.mmaudio.sequence import sequence_lengths
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .controlnet import clip_audio
 from .driver import TrainingTask, prepare_run, run_training
 from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
+from .frozen_backbone import control_dropout_coins, load_frozen_backbone
 from .prompt_channel import backbone_info
 from .shards import ShardDataset
 
@@ -169,19 +169,10 @@ def train_layout_adapter(feature_dir: str | Path, config: Optional[LayoutAdapter
     layouts, meta = load_layouts(feature_dir)
     if meta["clips"] != [c["name"] for c in dataset.clips]:
         raise ValueError("layouts.safetensors does not belong to this feature folder; re-run `layouts`")
-    backbone_path = Path(config.backbone)
-    built = builders.build_network(backbone_path)
-    net = built.network.eval().requires_grad_(False)
-    seq = dataset.index["seq"]
-    if dataset.shapes["latent_mean"][1] != net.config.latent_dim:
-        raise FoleyError(f"the features have {dataset.shapes['latent_mean'][1]} latent channels, the backbone "
-                         f"{backbone_path.name} {net.config.latent_dim}")
-    if built.mode not in (None, dataset.mode):
-        raise FoleyError(f"the features are {dataset.mode} audio, the backbone {backbone_path.name} makes {built.mode}")
+    backbone_path, built, net, seq = load_frozen_backbone(config.backbone, dataset)
     usable = len(dataset) - config.holdout
     if usable < config.batch_size * ctx.world_size:
         raise FoleyError(f"{usable} training clips (after holding out {config.holdout}) < batch size × processes")
-    net.update_seq_lengths(seq["latent"], seq["clip"], seq["sync"])
     tokens = layout_features(layouts, meta["frame_rate"], seq["latent"], latent_rate_of(dataset.mode, "training"))
 
     info = {**backbone_info(backbone_path, built), "mode": built.mode or dataset.mode}
@@ -198,12 +189,8 @@ def train_layout_adapter(feature_dir: str | Path, config: Optional[LayoutAdapter
     def step_loss(model, batch, generator, step) -> torch.Tensor:
         noise = draw_step_noise(generator, config.batch_size, seq["latent"], net.config.latent_dim,
                                 config.video_dropout, config.text_dropout)
-        # Adapter-only draws come after the network trainer's, in a fixed order.
-        coins = torch.rand(config.batch_size, 2, generator=generator)
-        uncond = coins[:, 1] < config.uncond_dropout
-        noise.drop_text |= ~batch["has_text"] | uncond
-        noise.drop_video |= uncond
-        keep = (coins[:, 0] >= config.layout_dropout) & ~uncond
+        keep, uncond = control_dropout_coins(generator, noise, batch["has_text"], config.layout_dropout,
+                                             config.uncond_dropout)
         rows = torch.tensor([row_of[name] for name in batch["name"]])
         noise = noise.to(ctx.device)
         inputs = [batch[k].to(ctx.device) for k in ("latent_mean", "latent_std", "clip_f", "sync_f", "text_f")]

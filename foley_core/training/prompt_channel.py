@@ -33,10 +33,10 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import FoleyError
-from ..models import builders
 from ..models.prompt_channel import PromptChannel, PromptChannelConfig, masked_prompt, save_channel, split_3_5
 from ..sampling.latent_prompt import plan_prompt_window
 from .flow_loss import draw_step_noise, flow_target, step_generator
+from .frozen_backbone import load_frozen_backbone
 from .shards import ShardDataset
 
 
@@ -114,14 +114,7 @@ def train_prompt_channel(feature_dir: str | Path, config: PromptChannelTrainConf
     Runs on the CPU (the channel is tiny; the backbone's forward/backward dominates)."""
     torch.manual_seed(config.seed)
     dataset = ShardDataset(feature_dir)
-    backbone_path = Path(config.backbone)
-    built = builders.build_network(backbone_path)
-    net = built.network.eval().requires_grad_(False)
-    seq = dataset.index["seq"]
-    if dataset.shapes["latent_mean"][1] != net.config.latent_dim:
-        raise FoleyError(f"the features have {dataset.shapes['latent_mean'][1]} latent channels, the backbone "
-                         f"{backbone_path.name} {net.config.latent_dim}")
-    net.update_seq_lengths(seq["latent"], seq["clip"], seq["sync"])
+    backbone_path, built, net, seq = load_frozen_backbone(config.backbone, dataset, check_mode=False)
     n_prompt = split_3_5(seq["latent"])
     usable = len(dataset) - config.holdout
     if usable < config.batch_size:

@@ -34,7 +34,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from foley_core.controls.envelope import rms_envelope  # noqa: E402
-from foley_core.controls.guidance import ControlGuidance  # noqa: E402
+from foley_core.controls.guidance import DEFAULT_ITERATIONS, ControlGuidance  # noqa: E402
 from foley_core.controls.layout import audio_layout  # noqa: E402
 from foley_core.controls.layout_adapter import apply_layout_adapter, load_layout_adapter  # noqa: E402
 from foley_core.controls.motion_energy import motion_energy_envelope  # noqa: E402
@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--band-weighting", action="store_true",
                         help="weigh mel bands by their bandwidth in the envelope proxy")
     parser.add_argument("--distance", default="l2", choices=("l1", "l2"), help="envelope distance of the guidance")
+    parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
+                        help="gradient moves per guided step (controls/guidance.py; 1 = the first runs' setting)")
     parser.add_argument("--compare-gradients", type=int, default=0, metavar="N",
                         help="also measure detached vs network gradients on the first N clips")
     parser.add_argument("--motion-target", action="store_true",
@@ -159,7 +161,7 @@ def main() -> None:
         for strength, start, end in [] if args.no_envelope else configs:
             hook = ControlGuidance(models.vae, models.network, envelope=clip.target, strength=strength,
                                    start=start, end=end, steps=args.steps, gradient=args.gradient, distance=args.distance,
-                                   band_weighting=args.band_weighting)
+                                   band_weighting=args.band_weighting, iterations=args.iterations)
             key = f"guided s={strength:g} {start:g}-{end:g}"
             row[key], row[key + "_s"] = _generate(models, clip, args.steps, args.cfg, hook)
             row[key]["proxy_distance"] = hook.report.losses[:1] + hook.report.losses[-1:]
@@ -167,14 +169,14 @@ def main() -> None:
             strength, start, end = configs[0]
             hook = ControlGuidance(models.vae, models.network, envelope=clip.motion, strength=strength,
                                    start=start, end=end, steps=args.steps, gradient=args.gradient, distance=args.distance,
-                                   band_weighting=args.band_weighting)
+                                   band_weighting=args.band_weighting, iterations=args.iterations)
             key = f"guided to motion energy s={strength:g} {start:g}-{end:g}"
             row[key], row[key + "_s"] = _generate(models, clip, args.steps, args.cfg, hook)
         if args.layout_target:  # TiVA layout guidance towards the true soundtrack's layout
             strength, start, end = configs[0]
             hook = ControlGuidance(models.vae, models.network, layout=clip.layout, strength=strength,
                                    start=start, end=end, steps=args.steps, gradient=args.gradient, distance=args.distance,
-                                   band_weighting=args.band_weighting)
+                                   band_weighting=args.band_weighting, iterations=args.iterations)
             key = f"guided to layout s={strength:g} {start:g}-{end:g}"
             row[key], row[key + "_s"] = _generate(models, clip, args.steps, args.cfg, hook)
         for strength in _floats(args.adapter_strengths) if adapter is not None else []:

@@ -299,3 +299,27 @@ def test_distance_and_band_weighting_options(net, vae):
         assert hook.report.losses[-1] < hook.report.losses[0], options
     with pytest.raises(FoleyError):
         ControlGuidance(vae, net, envelope=target, steps=4, distance="l3")
+
+
+def test_guidance_iterations_re_take_the_gradient_at_the_moved_estimate(net, vae):
+    """K iterations = K moves of 1/K of the step, each with the gradient at the moved estimate;
+    K = 1 is the single move v − s·STEP/(1 − t)·g/rms(g)."""
+    from foley_core.controls.guidance import STEP
+
+    target = _target_envelope(2.0)
+    lengths = sequence_lengths(2.0, MODE)
+    x = torch.randn(1, lengths.latent, LATENT_DIM, generator=torch.Generator().manual_seed(3))
+    v = torch.randn(1, lengths.latent, LATENT_DIM, generator=torch.Generator().manual_seed(4))
+    t = torch.tensor(0.4)
+    for k in (1, 3):
+        hook = ControlGuidance(vae, net, envelope=target, strength=0.5, end=1.0, steps=4, iterations=k)
+        steered = hook(0, t, x, v)
+        expected = v.clone()
+        for _ in range(k):
+            grad, _ = hook.gradient_at(t, x, expected, "detached")
+            rms = grad.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
+            expected = expected - 0.5 * STEP / k / (1 - 0.4) * grad / rms
+        assert torch.allclose(steered, expected, atol=1e-5), k
+        assert hook.report.steps == [0] and len(hook.report.losses) == 1
+    with pytest.raises(FoleyError, match="iterations"):
+        ControlGuidance(vae, net, envelope=target, steps=4, iterations=0)

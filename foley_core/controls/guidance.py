@@ -27,7 +27,7 @@ it lowered E-L1 about as much (−44 % vs −42 % at equal strength) with a smal
 
 Iterations (gradient "detached"; with "network" the gradient is taken at the sampler's state, so
 extra iterations repeat it): on the synthetic benchmark's tuning clips K = 3 lowered E-L1 by 52.5 %
-vs 47.1 % for K = 1 at the same strength, and on the 20 held-out clips by 36 % vs 21 %
+vs 47.1 % for K = 1 at the same strength, and on the 20 held-out clips by 40 % vs 21 %
 (docs/benchmarks.md, "Envelope guidance"); each extra iteration costs one more VAE decode and
 backward per guided step.
 

@@ -372,23 +372,13 @@ def save_controlnet(controlnet: EnvelopeControlNet, path: str | Path, training: 
 
 def load_controlnet(path: str | Path) -> tuple[EnvelopeControlNet, dict[str, Any]]:
     """(ControlNet in eval mode on the CPU, fp32, metadata) from a file written by `save_controlnet`."""
-    from ..models.add_on_files import add_on_summary, load_matching_weights, parse_config
-    from ..models.checkpoint_io import read_metadata
+    from ..models.add_on_files import add_on_summary, load_matching_weights, parse_config, read_add_on_metadata
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"ControlNet {path.name}: file {path} does not exist; put it into "
-                              "ComfyUI/models/foley_controlnet/ and refresh.")
-    if path.suffix.lower() not in (".safetensors", ".sft"):
-        raise CheckpointError(f"ControlNet {path.name} is not a .safetensors file; ControlNets are exported by "
-                              "`python -m foley_core.training export-controlnet`.")
-    metadata = read_metadata(path)
-    kind = metadata.get("kind")
-    if kind != KIND:
-        raise CheckpointError(
-            f"{path.name} is not a Foley envelope ControlNet (metadata kind {kind!r}, expected {KIND!r}); it may "
-            "be a flow network or an adapter — put it into the matching loader, and export ControlNets with "
-            "`python -m foley_core.training export-controlnet`.")
+    path, metadata = read_add_on_metadata(
+        path, kind=KIND, label="ControlNet", noun="envelope ControlNet", folder="foley_controlnet",
+        made_by="ControlNets are exported by `python -m foley_core.training export-controlnet`",
+        wrong_kind_hint="it may be a flow network or an adapter — put it into the matching loader, and export "
+                        "ControlNets with `python -m foley_core.training export-controlnet`")
     config = parse_config(metadata, ControlNetConfig.from_dict, "ControlNet", path)
     controlnet = EnvelopeControlNet(config)
     load_matching_weights(controlnet, path, "ControlNet")

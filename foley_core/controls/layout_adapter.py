@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, FoleyError
+from ..errors import FoleyError
 from ..models.latent_input import LatentInputNetwork, check_backbone_dims
 from ..models.mmaudio.layers import ChannelLastConv1d
 from .layout import LAYOUT_BANDS, Layout, layout_span
@@ -168,23 +168,13 @@ def save_layout_adapter(adapter: LayoutAdapter, path: str | Path, training: Opti
 
 def load_layout_adapter(path: str | Path) -> tuple[LayoutAdapter, dict[str, Any]]:
     """(adapter in eval mode on the CPU, metadata) from a file written by `save_layout_adapter`."""
-    from ..models.add_on_files import add_on_summary, load_matching_weights, parse_config
-    from ..models.checkpoint_io import read_metadata
+    from ..models.add_on_files import add_on_summary, load_matching_weights, parse_config, read_add_on_metadata
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Layout adapter {path.name}: file {path} does not exist; put it into "
-                              "ComfyUI/models/foley_layout_adapters/ and refresh.")
-    if path.suffix.lower() not in (".safetensors", ".sft"):
-        raise CheckpointError(f"Layout adapter {path.name} is not a .safetensors file; layout adapters are "
-                              "exported by `python -m foley_core.training export-layout-adapter`.")
-    metadata = read_metadata(path)
-    kind = metadata.get("kind")
-    if kind != KIND:
-        raise CheckpointError(
-            f"{path.name} is not a Foley layout adapter (metadata kind {kind!r}, expected {KIND!r}); prompt "
-            "channels go to Foley Load Prompt Channel, ControlNets to Foley Load ControlNet, style adapters "
-            "to Foley Load Adapter.")
+    path, metadata = read_add_on_metadata(
+        path, kind=KIND, label="Layout adapter", noun="layout adapter", folder="foley_layout_adapters",
+        made_by="layout adapters are exported by `python -m foley_core.training export-layout-adapter`",
+        wrong_kind_hint="prompt channels go to Foley Load Prompt Channel, ControlNets to Foley Load ControlNet, "
+                        "style adapters to Foley Load Adapter")
     config = parse_config(metadata, LayoutAdapterConfig.from_dict, "Layout adapter", path)
     adapter = LayoutAdapter(config)
     load_matching_weights(adapter, path, "Layout adapter")

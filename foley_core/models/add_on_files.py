@@ -1,7 +1,7 @@
 """The file format shared by the trained add-ons (style adapter, prompt channel, envelope ControlNet,
 RMS-Mapper): weights-only .safetensors with `kind`, `format_version`, `config` and `training` JSON
-in the metadata. Each add-on module keeps its own checks and messages for *which* file it accepts;
-this module does the parts that are the same for all of them.
+in the metadata. Each add-on module says in its own words *which* file it accepts and how to make
+one; this module does the checks and steps that are the same for all of them.
 """
 
 from __future__ import annotations
@@ -44,6 +44,31 @@ def save_add_on(module: torch.nn.Module, path: str | Path, *, kind: str, format_
     save_file(state, str(tmp), metadata=metadata)
     tmp.replace(path)
     return path
+
+
+def read_add_on_metadata(path: str | Path, *, kind: str, label: str, noun: str, folder: str, made_by: str,
+                         wrong_kind_hint: str, wrong_kind_detail: Optional[Callable[[Optional[str]], str]] = None
+                         ) -> tuple[Path, dict]:
+    """(path, metadata) of an existing .safetensors file whose metadata kind is `kind`, else a
+    CheckpointError: `label` starts the messages ("Layout adapter"), `noun` names the expected kind
+    (in "… is not a Foley layout adapter"), `folder` is its models folder, `made_by` says how such files are made
+    and `wrong_kind_hint` where the file might belong instead (`wrong_kind_detail(kind)` may add a
+    guess after the kinds)."""
+    from .checkpoint_io import read_metadata
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{label} {path.name}: file {path} does not exist; put it into "
+                              f"ComfyUI/models/{folder}/ and refresh.")
+    if path.suffix.lower() not in (".safetensors", ".sft"):
+        raise CheckpointError(f"{label} {path.name} is not a .safetensors file; {made_by}.")
+    metadata = read_metadata(path)
+    found = metadata.get("kind")
+    if found != kind:
+        detail = wrong_kind_detail(found) if wrong_kind_detail else ""
+        raise CheckpointError(f"{path.name} is not a Foley {noun} (metadata kind {found!r}, expected "
+                              f"{kind!r}{detail}); {wrong_kind_hint}.")
+    return path, metadata
 
 
 def parse_config(metadata: dict, from_dict: Callable[[dict], ConfigT], label: str, path: Path) -> ConfigT:

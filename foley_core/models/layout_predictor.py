@@ -342,21 +342,12 @@ def save_predictor(predictor: LayoutPredictor, path: str | Path, training: Optio
 
 def load_predictor(path: str | Path) -> tuple[LayoutPredictor, dict[str, Any]]:
     """(predictor in eval mode on the CPU, {"config", "training"}) from a `save_predictor` file."""
-    from .add_on_files import add_on_summary, load_matching_weights, parse_config
-    from .checkpoint_io import read_metadata
+    from .add_on_files import add_on_summary, load_matching_weights, parse_config, read_add_on_metadata
 
-    path = Path(path)
     hint = "export predictors with `python -m foley_core.training layout-predictor export`"
-    if not path.is_file():
-        raise CheckpointError(f"Layout predictor {path.name}: file {path} does not exist; put it into "
-                              "ComfyUI/models/foley_layout_predictor/ and refresh.")
-    if path.suffix.lower() not in (".safetensors", ".sft"):
-        raise CheckpointError(f"Layout predictor {path.name} is not a .safetensors file; {hint}.")
-    kind = read_metadata(path).get("kind")
-    if kind != KIND:
-        raise CheckpointError(f"{path.name} is not a Foley layout predictor (metadata kind {kind!r}, expected "
-                              f"{KIND!r}); put it into the matching loader, and {hint}.")
-    metadata = read_metadata(path)
+    path, metadata = read_add_on_metadata(
+        path, kind=KIND, label="Layout predictor", noun="layout predictor", folder="foley_layout_predictor",
+        made_by=hint, wrong_kind_hint=f"put it into the matching loader, and {hint}")
     config = parse_config(metadata, LayoutPredictorConfig.from_dict, "Layout predictor", path)
     if config.feature_version != FEATURE_VERSION:
         raise CheckpointError(f"Layout predictor {path.name} was trained on features {config.feature_version!r}; "

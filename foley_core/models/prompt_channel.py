@@ -33,7 +33,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, FoleyError
+from ..errors import FoleyError
 from .latent_input import LatentInputNetwork, check_backbone_dims
 
 KIND = "foley_prompt_channel"
@@ -161,22 +161,12 @@ def save_channel(channel: PromptChannel, path: str | Path, training: Optional[di
 
 def load_channel(path: str | Path) -> tuple[PromptChannel, dict[str, Any]]:
     """(channel in eval mode on the CPU, metadata) from a file written by `save_channel`."""
-    from .add_on_files import add_on_summary, load_matching_weights, parse_config
-    from .checkpoint_io import read_metadata
+    from .add_on_files import add_on_summary, load_matching_weights, parse_config, read_add_on_metadata
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Prompt channel {path.name}: file {path} does not exist; put it into "
-                              "ComfyUI/models/foley_prompt_channels/ and refresh.")
-    if path.suffix.lower() not in (".safetensors", ".sft"):
-        raise CheckpointError(f"Prompt channel {path.name} is not a .safetensors file; prompt channels are "
-                              "written by `python -m foley_core.training train-prompt-channel`.")
-    metadata = read_metadata(path)
-    kind = metadata.get("kind")
-    if kind != KIND:
-        raise CheckpointError(
-            f"{path.name} is not a Foley prompt channel (metadata kind {kind!r}, expected {KIND!r}); "
-            "style adapters go to Foley Load Adapter, ControlNets to Foley Load ControlNet.")
+    path, metadata = read_add_on_metadata(
+        path, kind=KIND, label="Prompt channel", noun="prompt channel", folder="foley_prompt_channels",
+        made_by="prompt channels are written by `python -m foley_core.training train-prompt-channel`",
+        wrong_kind_hint="style adapters go to Foley Load Adapter, ControlNets to Foley Load ControlNet")
     config = parse_config(metadata, PromptChannelConfig.from_dict, "Prompt channel", path)
     channel = PromptChannel(config)
     load_matching_weights(channel, path, "Prompt channel", slot="prompt channel")

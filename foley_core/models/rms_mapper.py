@@ -160,24 +160,18 @@ def load_mapper(path: str | Path) -> tuple[RMSMapper, dict[str, Any]]:
     Anything else — another kind of model, a pickle, weights that do not fit the config — is a
     CheckpointError naming the file and the fix.
     """
-    from .add_on_files import add_on_summary, load_matching_weights, parse_config
-    from .checkpoint_io import guess_checkpoint_kind, read_metadata, read_state_dict
+    from .add_on_files import add_on_summary, load_matching_weights, parse_config, read_add_on_metadata
+    from .checkpoint_io import guess_checkpoint_kind, read_state_dict
 
-    path = Path(path)
-    export_hint = "export mappers with `python -m foley_core.training rms-mapper export`"
-    if not path.is_file():
-        raise CheckpointError(f"RMS-Mapper {path.name}: file {path} does not exist; put it into "
-                              "ComfyUI/models/foley_rms_mapper/ and refresh.")
-    if path.suffix.lower() not in (".safetensors", ".sft"):
-        raise CheckpointError(f"RMS-Mapper {path.name} is not a .safetensors file; {export_hint}.")
-    metadata = read_metadata(path)
-    kind = metadata.get("kind")
-    if kind != KIND:
-        looks = ""
-        if kind is None:
-            looks = f" — its weights look like a {guess_checkpoint_kind(read_state_dict(path, 'RMS-Mapper'))} file"
-        raise CheckpointError(f"{path.name} is not a Foley RMS-Mapper (metadata kind {kind!r}, expected "
-                              f"{KIND!r}{looks}); put it into the matching loader, and {export_hint}.")
+    def guess(kind):  # an unlabelled file: say what its weights look like
+        if kind is not None:
+            return ""
+        return f" — its weights look like a {guess_checkpoint_kind(read_state_dict(Path(path), 'RMS-Mapper'))} file"
+
+    hint = "export mappers with `python -m foley_core.training rms-mapper export`"
+    path, metadata = read_add_on_metadata(
+        path, kind=KIND, label="RMS-Mapper", noun="RMS-Mapper", folder="foley_rms_mapper", made_by=hint,
+        wrong_kind_hint=f"put it into the matching loader, and {hint}", wrong_kind_detail=guess)
     config = parse_config(metadata, RMSMapperConfig.from_dict, "RMS-Mapper", path)
     if config.feature_version != FEATURE_VERSION or config.feature_dim != FEATURE_DIM:
         raise CheckpointError(

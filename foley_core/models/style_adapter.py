@@ -211,23 +211,13 @@ def load_adapter(path: str | Path) -> tuple[StyleAdapter, dict[str, Any]]:
     Only .safetensors with kind "foley_style_adapter" are accepted; anything else, or weights that
     do not fit the recorded config, is a CheckpointError naming the file and the fix.
     """
-    from .add_on_files import add_on_summary, load_matching_weights, parse_config
-    from .checkpoint_io import read_metadata
+    from .add_on_files import add_on_summary, load_matching_weights, parse_config, read_add_on_metadata
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Style adapter {path.name}: file {path} does not exist; put the adapter "
-                              "into ComfyUI/models/foley_adapters/ and refresh.")
-    if path.suffix.lower() not in (".safetensors", ".sft"):
-        raise CheckpointError(f"Style adapter {path.name} is not a .safetensors file; adapters are "
-                              "exported by `python -m foley_core.training export-adapter`.")
-    metadata = read_metadata(path)
-    kind = metadata.get("kind")
-    if kind != KIND:
-        raise CheckpointError(
-            f"{path.name} is not a Foley style adapter (metadata kind {kind!r}, expected {KIND!r}); "
-            "it may be a flow network or encoder — put it into the matching loader, and export adapters "
-            "with `python -m foley_core.training export-adapter`.")
+    path, metadata = read_add_on_metadata(
+        path, kind=KIND, label="Style adapter", noun="style adapter", folder="foley_adapters",
+        made_by="adapters are exported by `python -m foley_core.training export-adapter`",
+        wrong_kind_hint="it may be a flow network or encoder — put it into the matching loader, and export "
+                        "adapters with `python -m foley_core.training export-adapter`")
     config = parse_config(metadata, StyleAdapterConfig.from_dict, "Style adapter", path)
     adapter = StyleAdapter(config)
     load_matching_weights(adapter, path, "Style adapter", slot="style adapter")

@@ -26,7 +26,7 @@ resume) is training/driver.py.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -39,6 +39,7 @@ from torch.nn import functional as F
 from ..errors import FoleyError
 from ..models.style_adapter import PARTS, StyleAdapter, StyleAdapterConfig, load_adapter, save_adapter
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .config import JsonConfig
 from .driver import TrainingTask, prepare_run, run_training
 from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
 from .frozen_backbone import load_frozen_backbone
@@ -157,7 +158,9 @@ def load_references(feature_dir: str | Path) -> tuple[dict[str, torch.Tensor], d
 
 # ---------------------------------------------------------------------------------- config
 @dataclass
-class AdapterTrainConfig:
+class AdapterTrainConfig(JsonConfig):
+    config_name = "adapter config"
+
     backbone: str = ""  # flow-network file (frozen)
     stage: int = 1  # 1: reference overlaps the target; 2: non-overlapping segments of the clip
     init_adapter: Optional[str] = None  # continue from an exported adapter (stage 2 after stage 1)
@@ -198,22 +201,6 @@ class AdapterTrainConfig:
                 raise ValueError(f"{name} must be a probability")
         if min(self.steps, self.batch_size, self.checkpoint_every, self.log_every) < 1:
             raise ValueError("steps, batch_size, checkpoint_every and log_every must be >= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["betas"] = list(self.betas)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AdapterTrainConfig":
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown adapter config fields: {sorted(unknown)}")
-        return cls(**data)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "AdapterTrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 # ------------------------------------------------------------------------------- objective

@@ -20,8 +20,29 @@ ARCHITECTURE_FIELDS = {f.name for f in fields(NetworkConfig)} - {
     "mode", "latent_seq_len", "clip_seq_len", "sync_seq_len"}
 
 
+class JsonConfig:
+    """to_dict / from_dict / load for a trainer's config dataclass. Tuples (betas) become lists so
+    the dict is what JSON gives back; an unknown field is an error naming `config_name`."""
+
+    config_name = "training config"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.config_name} fields: {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path):
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Hyper-parameters of one run. `network` holds NetworkConfig architecture fields
     (latent_dim, hidden_dim, depth, fused_depth, num_heads, clip_dim, sync_dim, text_dim,
     text_seq_len, mlp_ratio, v2); `variant` names an official architecture instead."""
@@ -84,25 +105,8 @@ class TrainConfig:
                              sync_seq_len=seq.sync)
 
     # --------------------------------------------------------------------------------- JSON
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["betas"] = list(self.betas)
-        return data
-
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training config fields: {sorted(unknown)}")
-        return cls(**data)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json() + "\n")

@@ -20,7 +20,7 @@ checkpoints, exact resume) is training/driver.py.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -36,6 +36,7 @@ from ..controls.envelope import ENVELOPE_HOP, ENVELOPE_SAMPLE_RATE, rms_envelope
 from ..errors import FoleyError
 from ..models.mmaudio.sequence import audio_mode_settings, sequence_lengths
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .config import JsonConfig
 from .driver import TrainingTask, prepare_run, run_training
 from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
 from .frozen_backbone import control_dropout_coins, load_frozen_backbone
@@ -94,7 +95,9 @@ def control_features(envelopes: torch.Tensor, frame_rate: float, n_tokens: int, 
 
 # ---------------------------------------------------------------------------------- config
 @dataclass
-class ControlNetTrainConfig:
+class ControlNetTrainConfig(JsonConfig):
+    config_name = "ControlNet config"
+
     backbone: str = ""  # flow-network file (frozen)
     blocks: Optional[int] = None  # copied blocks; None = max(1, ⌊0.2·depth⌋)
     subframes: int = SUBFRAMES
@@ -127,22 +130,6 @@ class ControlNetTrainConfig:
                 raise ValueError(f"{name} must be a probability")
         if min(self.steps, self.batch_size, self.checkpoint_every, self.log_every, self.subframes) < 1:
             raise ValueError("steps, batch_size, checkpoint_every, log_every and subframes must be >= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["betas"] = list(self.betas)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ControlNetTrainConfig":
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown ControlNet config fields: {sorted(unknown)}")
-        return cls(**data)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "ControlNetTrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 # ------------------------------------------------------------------------------- objective

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -39,6 +39,7 @@ from ..controls.layout_adapter import (HIDDEN, LayoutAdapter, LayoutAdapterConfi
 from ..errors import FoleyError
 from ..models.mmaudio.sequence import sequence_lengths
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .config import JsonConfig
 from .controlnet import clip_audio
 from .driver import TrainingTask, prepare_run, run_training
 from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
@@ -90,7 +91,9 @@ def layout_features(layouts: torch.Tensor, frame_rate: float, n_tokens: int, lat
 
 # ---------------------------------------------------------------------------------- config
 @dataclass
-class LayoutAdapterTrainConfig:
+class LayoutAdapterTrainConfig(JsonConfig):
+    config_name = "layout-adapter config"
+
     backbone: str = ""  # flow-network file (frozen)
     hidden: int = HIDDEN
     batch_size: int = 12
@@ -123,18 +126,6 @@ class LayoutAdapterTrainConfig:
                 raise ValueError(f"{name} must be a probability")
         if min(self.steps, self.batch_size, self.checkpoint_every, self.log_every, self.hidden) < 1 or self.holdout < 0:
             raise ValueError("steps, batch_size, checkpoint_every, log_every, hidden must be >= 1 and holdout >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["betas"] = list(self.betas)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LayoutAdapterTrainConfig":
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown layout-adapter config fields: {sorted(unknown)}")
-        return cls(**data)
 
 
 # ------------------------------------------------------------------------------- objective

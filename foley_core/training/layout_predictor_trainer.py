@@ -25,7 +25,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -40,6 +40,7 @@ from ..models.layout_predictor import (FEATURE_VERSION, FRAME_RATE, LayoutPredic
                                        clip_layer_features, clip_signature, frame_times, query_times,
                                        save_predictor, tiva_layers)
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .config import JsonConfig
 from .driver import TrainingTask, prepare_run, run_training
 from .rms_mapper_trainer import VIDEO_SUFFIXES, _clip_audio
 
@@ -118,7 +119,9 @@ def load_features(feature_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, 
 
 # ---------------------------------------------------------------------------------- config
 @dataclass
-class LayoutTrainConfig:
+class LayoutTrainConfig(JsonConfig):
+    config_name = "layout-predictor training"
+
     steps: int = 1500
     batch_size: int = 16
     lr: float = 1e-3
@@ -148,18 +151,6 @@ class LayoutTrainConfig:
         self.betas = tuple(self.betas)
         if min(self.steps, self.batch_size, self.checkpoint_every, self.log_every) < 1 or self.val_clips < 0:
             raise ValueError("steps, batch_size, checkpoint_every, log_every must be >= 1 and val_clips >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["betas"] = list(self.betas)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LayoutTrainConfig":
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown layout-predictor training fields: {sorted(unknown)}")
-        return cls(**data)
 
 
 def build_predictor(config: LayoutTrainConfig, meta: dict[str, Any], cls: torch.Tensor, patches: torch.Tensor,

@@ -31,7 +31,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -48,6 +48,7 @@ from ..controls.mapper_features import FEATURE_RATE, FEATURE_VERSION, RaftFlow, 
 from ..errors import FoleyError
 from ..models.rms_mapper import RMSMapper, RMSMapperConfig, decode_logits, envelope_frames, save_mapper
 from .checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from .config import JsonConfig
 from .driver import FINAL_NAME, LOG_NAME, all_gather, epoch_batches, prepare_run, truncate_log
 
 FEATURES_NAME = "rms_mapper_features.safetensors"
@@ -147,7 +148,9 @@ def load_features(feature_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, 
 
 # ---------------------------------------------------------------------------------- config
 @dataclass
-class MapperTrainConfig:
+class MapperTrainConfig(JsonConfig):
+    config_name = "RMS-Mapper training"
+
     epochs: int = 40
     batch_size: int = 32
     lr: float = 1e-3
@@ -170,16 +173,6 @@ class MapperTrainConfig:
             raise ValueError("epochs, batch_size, checkpoint_every and log_every must be >= 1")
         if self.val_clips < 0 or self.sigma <= 0 or self.crop_s < 0:
             raise ValueError("val_clips and crop_s must be >= 0 and sigma > 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MapperTrainConfig":
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown RMS-Mapper training fields: {sorted(unknown)}")
-        return cls(**data)
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Command line: `python -m foley_core.training {extract,train,export,references,train-adapter,export-adapter,
 envelopes,train-controlnet,export-controlnet,
 train-prompt-channel,layouts,train-layout-adapter,export-layout-adapter} ...`, `... rms-mapper ...`,
-`... layout-predictor {extract,train,export} ...`
+`... layout-predictor {extract,train,export,joint,joint-export,joint-eval} ...`
 (see docs/training.md; the style-adapter commands are described in training/adapter.py).
 
 Multi-process training: `python -m torch.distributed.run --nproc_per_node N -m foley_core.training train ...`.

@@ -3,6 +3,7 @@
     python -m foley_core.training layout-predictor extract --clips DIR --out FEATURES [--clip CLIP] [--duration 4]
     python -m foley_core.training layout-predictor train --features FEATURES --out RUN [--steps N ...] [--resume]
     python -m foley_core.training layout-predictor export --run RUN --out predictor.safetensors [--raw]
+    python -m foley_core.training layout-predictor joint|joint-export|joint-eval ...   (training/layout_joint.py)
     (multi-process: `torchrun --nproc_per_node N -m foley_core.training layout-predictor train ...`)
 
 `extract` reads every video of DIR with its sound (a sibling .wav of the same stem, else the
@@ -14,8 +15,11 @@ embedded CLIP by default). Target: controls/layout.audio_layout of the first `du
 `train`: TiVA's separate stage (Eq. 8): mean squared error between predicted and true layouts, on
 the shared driver (training/driver.py: DDP, EMA, checkpoints, bit-exact resume). The last
 `val_clips` clips are held out; their layout L2 (mean squared error per cell) of the raw and EMA
-weights is written to RUN/validation.json at the end. TiVA's joint stage with the generator is
-not implemented.
+weights is written to RUN/validation.json at the end.
+
+`joint` (TiVA's joint stage, Eq. 10, training/layout_joint.py): the L2-stage predictor and a
+layout adapter trained together on the frozen backbone, the generator's flow loss taken with the
+*predicted* layout (+ an L2 anchor); `joint-export` writes the pair, `joint-eval` measures a pair.
 """
 
 from __future__ import annotations
@@ -285,6 +289,9 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--run", required=True)
     exp.add_argument("--out", required=True, help="output .safetensors file")
     exp.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
+    from .layout_joint import add_parsers  # here, not at the top: layout_joint imports this module
+
+    add_parsers(sub, _flag)
     return parser
 
 
@@ -304,8 +311,12 @@ def main(argv: list[str] | None = None) -> int:
                                   device=args.device)
         if os.environ.get("RANK", "0") == "0":
             print(f"stopped at step {summary['step']}; run folder {args.out}")
-    else:
+    elif args.command == "export":
         print(f"wrote {export_predictor(args.run, args.out, use_ema=not args.raw)}")
+    else:
+        from .layout_joint import run_command
+
+        return run_command(args)
     return 0
 
 

@@ -12,6 +12,8 @@ the target, and onset accuracy at 0.1 s against the ground-truth event times.
     python benchmarks/bench_guidance.py --compare-gradients 4  # detached vs through-the-network
     python benchmarks/bench_guidance.py --no-envelope --layout-target --layout-adapter A.safetensors
         # TiVA layout: unguided vs layout guidance vs a trained layout adapter (controls/layout_adapter.py)
+    python benchmarks/bench_guidance.py --no-envelope --layout-pair P.safetensors,A.safetensors [--layout-pair ...]
+        # video → layout predictor → layout adapter (no oracle): e.g. the L2-stage pair vs the joint-stage pair
 
 Not a test: pytest never collects it (it lives outside tests/ and is not named test_*).
 """
@@ -44,6 +46,7 @@ from foley_core.features import encode_visual  # noqa: E402
 from foley_core.generation import GenerationSettings, generate  # noqa: E402
 from foley_core.media.video import sample_video  # noqa: E402
 from foley_core.metrics import e_l1, onset_accuracy  # noqa: E402
+from foley_core.models.layout_predictor import load_predictor, video_layout  # noqa: E402
 from foley_core.synthetic_foley import make_clip  # noqa: E402
 from foley_core.synthetic_foley.scenes import ONSET_KINDS  # noqa: E402
 
@@ -64,7 +67,7 @@ class _Clip:
     def __init__(self, models, seed: int, duration: float):
         clip = make_clip(seed, duration_s=duration, fps=25, sample_rate=models.sample_rate, size=128)
         video = sample_video(torch.from_numpy(clip.frames), frame_rate=clip.fps)
-        self.seed, self.meta = seed, clip.meta
+        self.seed, self.meta, self.video = seed, clip.meta, video
         self.truth = clip.audio.astype(np.float32)
         self.target = rms_envelope(self.truth, models.sample_rate)
         self.layout = audio_layout(self.truth, models.sample_rate)  # TiVA layout of the true soundtrack
@@ -140,6 +143,8 @@ def main() -> None:
     parser.add_argument("--layout-adapter", default="", metavar="FILE",
                         help="also sample with this trained layout adapter fed the true soundtrack's layout")
     parser.add_argument("--adapter-strengths", default="1", help="comma-separated layout-adapter strengths")
+    parser.add_argument("--layout-pair", action="append", default=[], metavar="PREDICTOR,ADAPTER",
+                        help="also sample with ADAPTER fed PREDICTOR's layout of the video (repeatable; strength 1)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: fastest for this tiny model on a shared box; 0 = torch default)")
     parser.add_argument("--json", default="", help="write the results here")
@@ -148,6 +153,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     models = load_model_set(Path(args.models))
     adapter = load_layout_adapter(args.layout_adapter)[0] if args.layout_adapter else None
+    pairs = []  # (label, predictor, adapter): the predicted layout, not the oracle
+    for text in args.layout_pair:
+        predictor_file, adapter_file = text.split(",")
+        pairs.append((f"{Path(predictor_file).stem} -> {Path(adapter_file).stem}", load_predictor(predictor_file)[0],
+                      load_layout_adapter(adapter_file)[0]))
     configs = [(s, a, b) for s in _floats(args.strengths) for a in _floats(args.starts) for b in _floats(args.ends)]
     began = time.monotonic()
     rows = []
@@ -183,6 +193,15 @@ def main() -> None:
             network = apply_layout_adapter(models.network, adapter, clip.layout, strength=strength)
             key = f"guided by the layout adapter x{strength:g}"
             row[key], row[key + "_s"] = _generate(models, clip, args.steps, args.cfg, network=network)
+        for label, predictor, pair_adapter in pairs:
+            video = clip.video
+            predicted = video_layout(predictor, models.clip, video.clip_frames, float(video.stream_rates["clip"]),
+                                     video.duration_s)
+            network = apply_layout_adapter(models.network, pair_adapter, predicted)
+            key = f"guided by predicted layout [{label}]"
+            row[key], row[key + "_s"] = _generate(models, clip, args.steps, args.cfg, network=network)
+            row[key]["predicted_layout_l2"] = float(np.mean(
+                (predicted.values[:clip.layout.n_frames] - clip.layout.values[:predicted.n_frames]) ** 2))
         rows.append(row)
         print(f"[bench_guidance] clip {i + 1}/{args.clips} seed {clip.seed}: unguided E-L1 "
               f"{row['unguided']['e_l1']:.4f}; " + "; ".join(
@@ -193,6 +212,8 @@ def main() -> None:
         summary[key] = {m: _stats([r[key][m] for r in rows])
                         for m in ("e_l1", f"onset_acc@{TOLERANCE:g}s", "layout_l2")}
         summary[key]["seconds_per_clip"] = _stats([r[key + "_s"] for r in rows])
+        if "predicted_layout_l2" in rows[0][key]:  # --layout-pair: how far the predicted layout was from the truth
+            summary[key]["predicted_layout_l2"] = _stats([r[key]["predicted_layout_l2"] for r in rows])
         if key != "unguided":
             base, ours = summary["unguided"]["e_l1"]["mean"], summary[key]["e_l1"]["mean"]
             summary[key]["e_l1_reduction"] = 1.0 - ours / base

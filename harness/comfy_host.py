@@ -94,6 +94,7 @@ class ComfyHost:
                        self.models_dir / "foley_layout_adapters"):
             folder.mkdir(parents=True, exist_ok=True)
         (self.models_dir / "foley_layout_predictor").mkdir(parents=True, exist_ok=True)
+        (self.models_dir / "wav2clip").mkdir(parents=True, exist_ok=True)
         nodes_dir = self.work_dir / "custom_nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
         link = nodes_dir / PLUGIN_LINK_NAME
@@ -114,6 +115,7 @@ class ComfyHost:
             "  foley_prompt_channels: models/foley_prompt_channels\n"
             "  foley_layout_predictor: models/foley_layout_predictor\n"
             "  foley_layout_adapters: models/foley_layout_adapters\n"
+            "  wav2clip: models/wav2clip\n"
         )
         return config
 

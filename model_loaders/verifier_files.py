@@ -1,5 +1,6 @@
 """Where verifier models live: models/clap/<name>/ holds a local transformers CLAP
-(config.json, model.safetensors, preprocessor/tokenizer files). Nothing is ever downloaded."""
+(config.json, model.safetensors, preprocessor/tokenizer files); the full Synchformer sits in
+models/mmaudio; models/wav2clip holds Wav2CLIP.pt and its CLIP ViT-B/32. Nothing is ever downloaded."""
 
 from __future__ import annotations
 
@@ -83,3 +84,57 @@ def load_desync_model(name: str):
         return build_synchformer_sync(path, device=mm.get_torch_device())
     except CheckpointError as error:
         raise FoleyError(f"{error} Folder: models/{folders.FOLDER} ({path.parent}).") from None
+
+
+# Wav2CLIP: the Wav2CLIP file and the CLIP ViT-B/32 it was trained against, both in models/wav2clip
+# (a folder of their own: neither belongs to MMAudio, and ComfyUI's models/clip holds text encoders).
+
+WAV2CLIP_FOLDER = "wav2clip"
+
+
+def _wav2clip_files() -> list[str]:
+    from . import folders
+
+    folders._register(WAV2CLIP_FOLDER)
+    return folders.model_files(WAV2CLIP_FOLDER)
+
+
+def wav2clip_choices() -> list[str]:
+    """Files in models/wav2clip, the official Wav2CLIP name first (listed even when absent so a
+    saved workflow keeps its value and a missing file gets a clear message)."""
+    from ..foley_core.models.wav2clip import WAV2CLIP_FILE
+
+    return [WAV2CLIP_FILE] + [n for n in _wav2clip_files() if n != WAV2CLIP_FILE]
+
+
+def wav2clip_clip_choices() -> list[str]:
+    from ..foley_core.models.wav2clip import CLIP_FILE
+
+    return [CLIP_FILE] + [n for n in _wav2clip_files() if n != CLIP_FILE]
+
+
+def _wav2clip_path(name, what: str, hint: str) -> Path:
+    from . import folders
+
+    files = _wav2clip_files()
+    where = ", ".join(folder_paths.get_folder_paths(WAV2CLIP_FOLDER))
+    if not isinstance(name, str) or name not in files:  # only listed files: a crafted name cannot leave the folder
+        raise FoleyError(f"The wav2clip verifier needs {what} in models/{WAV2CLIP_FOLDER} ({where}); {name!r} is "
+                         f"not there. {hint} Put it there and refresh.")
+    return folders.resolve(name, what, WAV2CLIP_FOLDER)
+
+
+def load_wav2clip_verifier(wav2clip_name, clip_name, frames, fps: float, weight: float):
+    """A Wav2ClipVerifier from two files of models/wav2clip, on the host's compute device."""
+    import comfy.model_management as mm
+
+    from ..foley_core.errors import CheckpointError
+    from ..foley_core.models.wav2clip import CLIP_HINT, WAV2CLIP_HINT
+    from ..foley_core.search.verifiers import Wav2ClipVerifier
+
+    wav2clip_path = _wav2clip_path(wav2clip_name, "the Wav2CLIP weights", WAV2CLIP_HINT)
+    clip_path = _wav2clip_path(clip_name, "the CLIP ViT-B/32 (OpenAI) image encoder", CLIP_HINT)
+    try:
+        return Wav2ClipVerifier.from_files(wav2clip_path, clip_path, frames, fps, weight, mm.get_torch_device())
+    except CheckpointError as error:
+        raise FoleyError(f"{error} Folder: models/{WAV2CLIP_FOLDER}.") from None

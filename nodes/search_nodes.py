@@ -18,7 +18,7 @@ from ..model_loaders import devices, verifier_files
 from . import host
 from .generation_nodes import LATENT_KEY, FoleyFlowSampler, active_controls, control_info, wrap_network
 
-KINDS = ["envelope", "timbre", "motion_onsets", "clap", "synchformer_desync"]
+KINDS = ["envelope", "timbre", "motion_onsets", "clap", "synchformer_desync", "wav2clip"]
 
 
 class FoleyLoadVerifier:
@@ -31,8 +31,10 @@ class FoleyLoadVerifier:
                    "AUDIO); motion_onsets: audio onsets vs the video's motion onsets (F1 at 0.1 s); clap: "
                    "CLAP audio–text similarity from a local folder in models/clap; synchformer_desync: 1 − "
                    "DeSync/2 against the video (av-benchmark's DeSync; needs the FULL "
-                   "synchformer_state_dict.pth in models/mmaudio and ≥ 4.8 s). Chain with `previous` "
-                   "to sum several, each times its weight. Not implemented: Wav2CLIP, ImageBind.")
+                   "synchformer_state_dict.pth in models/mmaudio and ≥ 4.8 s); wav2clip: cosine similarity "
+                   "(−1..1) of the Wav2CLIP audio embedding and the video's mean CLIP ViT-B/32 frame embedding "
+                   "(Wav2CLIP.pt and the OpenAI ViT-B/32 open_clip file in models/wav2clip). Chain with "
+                   "`previous` to sum several, each times its weight. Not implemented: ImageBind.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -55,15 +57,24 @@ class FoleyLoadVerifier:
                 "sync_model": (verifier_files.sync_choices(), {
                     "tooltip": "synchformer_desync: the full Synchformer file in models/mmaudio (not the "
                                "visual-only one)."}),
+                # Appended after the older widgets so saved workflows' widget values keep their places.
+                "wav2clip_model": (verifier_files.wav2clip_choices(), {
+                    "tooltip": "wav2clip: the Wav2CLIP weights (official Wav2CLIP.pt) in models/wav2clip."}),
+                "wav2clip_clip": (verifier_files.wav2clip_clip_choices(), {
+                    "tooltip": "wav2clip: OpenAI's CLIP ViT-B/32 as an open_clip state dict (.safetensors / "
+                               ".bin, not OpenAI's TorchScript ViT-B-32.pt) in models/wav2clip."}),
             },
         }
 
     def load(self, kind, weight, previous=None, envelope=None, target_audio=None, style=None, codec=None,
-             video=None, clap_model=verifier_files.NONE, text="", sync_model=None):
+             video=None, clap_model=verifier_files.NONE, text="", sync_model=None, wav2clip_model=None,
+             wav2clip_clip=None):
         verifier = self._build(kind, float(weight), envelope, target_audio, style, codec, video, clap_model, text,
-                               sync_model)
+                               sync_model, wav2clip_model, wav2clip_clip)
         combined = combine(previous, verifier)
         info = f"verifier: {combined.describe()}"
+        for note in getattr(verifier, "notes", ()):
+            info += f"\nnote: {note}"
         print(f"[Foley Imitator] {info}")
         return {"ui": {"text": [info]}, "result": (combined,)}
 
@@ -73,7 +84,8 @@ class FoleyLoadVerifier:
             raise FoleyError(f"Foley Load Verifier: `{what}` is not an AUDIO value.")
         return audio["waveform"][0], int(audio["sample_rate"])
 
-    def _build(self, kind, weight, envelope, target_audio, style, codec, video, clap_model, text, sync_model=None):
+    def _build(self, kind, weight, envelope, target_audio, style, codec, video, clap_model, text, sync_model=None,
+               wav2clip_model=None, wav2clip_clip=None):
         if kind == "envelope":
             if envelope is not None:
                 return EnvelopeVerifier(envelope, weight)
@@ -105,6 +117,13 @@ class FoleyLoadVerifier:
                 raise FoleyError("The synchformer_desync verifier needs the video: connect `video` (Foley Load Video).")
             model = verifier_files.load_desync_model(sync_model or verifier_files.sync_choices()[0])
             return SynchformerDesyncVerifier(model, video.sync_frames, weight)
+        if kind == "wav2clip":
+            if video is None:
+                raise FoleyError("The wav2clip verifier needs the video: connect `video` (Foley Load Video).")
+            return verifier_files.load_wav2clip_verifier(
+                wav2clip_model or verifier_files.wav2clip_choices()[0],
+                wav2clip_clip or verifier_files.wav2clip_clip_choices()[0],
+                video.sync_frames, float(SYNC_STREAM.fps), weight)
         raise FoleyError(f"Unknown verifier kind {kind!r}; pick one of {', '.join(KINDS)}.")
 
 

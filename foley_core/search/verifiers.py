@@ -4,7 +4,7 @@ A verifier has a `name`, a `weight` and `score(audio, sample_rate, context) -> f
 `audio` is a batch [B, T] or [B, C, T] (numpy or torch). Verifiers combine by a weighted SUM
 (`combine`): F = Σ w_k · F_k; `score_parts` also returns each F_k so the search trace shows
 which term moved. Scores live on comparable scales: envelope, timbre and onset agreement are in
-[0, 1], CLAP is a cosine similarity in [−1, 1].
+[0, 1], CLAP and Wav2CLIP are cosine similarities in [−1, 1].
 
 Implemented:
 - `envelope`: 1 − E-L1 between the audio's RMS envelope and a target `Envelope` (Stable-V2A's
@@ -20,7 +20,11 @@ Implemented:
   ClapProcessor loaded from a LOCAL folder only (local_files_only; never the network).
 - `synchformer_desync`: 1 − DeSync/2 in [0, 1], DeSync as av-benchmark computes it with the full
   Synchformer (metrics/desync.py; parity-tested against the official code).
-Not implemented (a clear error rather than a silent no-op): Wav2CLIP, ImageBind.
+- `wav2clip`: cosine similarity in [−1, 1] between each candidate's Wav2CLIP audio embedding and
+  the mean CLIP ViT-B/32 image embedding of the video's frames (models/wav2clip.py; local files).
+Not implemented (a clear error rather than a silent no-op): ImageBind — no usable, permissively
+licensed package exists on PyPI (`imagebind` is an empty placeholder; the repackagings carry
+Meta's CC BY-NC-SA 4.0 code).
 """
 
 from __future__ import annotations
@@ -43,7 +47,6 @@ MOTION_PEAK_RATIO = 0.3  # a motion onset must reach 30 % of the clip's stronges
 MOTION_MIN_SEPARATION_S = 0.05  # as the audio detector's non-maximum suppression
 
 NOT_IMPLEMENTED = {
-    "wav2clip": "Wav2CLIP audio–video scoring is not implemented in this plugin.",
     "imagebind": "ImageBind audio–video scoring is not implemented in this plugin.",
 }
 
@@ -361,6 +364,74 @@ class ClapVerifier(Verifier):
         return (emb @ self._text_embedding(text).T)[:, 0].cpu().double().numpy()
 
 
+# Wav2CLIP ---------------------------------------------------------------------------------------
+
+class Wav2ClipVerifier(Verifier):
+    """Cosine similarity between each candidate's Wav2CLIP audio embedding and the video's: the mean
+    of the L2-normalised CLIP ViT-B/32 image embeddings of its frames (Wav2CLIP was trained to put
+    a clip's audio on the mean CLIP embedding of its frames), renormalised.
+
+    Left as a cosine in [−1, 1], like `clap`: both are similarities in a joint embedding space, so
+    a weight means the same for either; a (1 + c)/2 map would only halve the weight's effect.
+    Frames are embedded once, here (the CLIP is not kept); each `score` uses the frames before the
+    clip's duration and embeds all candidates in one batch, each normalised on its own so a
+    candidate's score does not depend on the others (`wav2clip.embed_audio`).
+    """
+
+    name = "wav2clip"
+    batch = 16  # candidates per forward pass (bounds memory, not results)
+
+    def __init__(self, audio_model, frame_embeddings, frame_times, weight: float = 1.0, notes=()):
+        super().__init__(weight)
+        import torch
+
+        self.model = audio_model
+        self.frames = torch.as_tensor(frame_embeddings, dtype=torch.float32).cpu()
+        self.times = np.asarray(frame_times, dtype=np.float64).reshape(-1)
+        if self.frames.ndim != 2 or self.frames.shape[0] == 0 or self.frames.shape[0] != self.times.size:
+            raise FoleyError(f"The wav2clip verifier needs one embedding per frame time, got "
+                             f"{tuple(self.frames.shape)} for {self.times.size} times.")
+        self.notes = list(notes)
+
+    @classmethod
+    def from_files(cls, wav2clip_file, clip_file, frames, fps: float, weight: float = 1.0,
+                   device="cpu") -> "Wav2ClipVerifier":
+        """Wav2CLIP from `wav2clip_file`, the video's frame embeddings from the CLIP in `clip_file`
+        (uint8 frames [T, 3, 224, 224] at `fps`)."""
+        from ..models.wav2clip import frame_embeddings, load_clip_b32, load_wav2clip
+
+        model = load_wav2clip(wav2clip_file, device)
+        clip, notes = load_clip_b32(clip_file, device)
+        embeddings, times = frame_embeddings(clip, frames, fps)
+        return cls(model, embeddings, times, weight, notes)
+
+    def video_embedding(self, duration_s: Optional[float] = None):
+        """(512,) unit vector: the mean frame embedding over [0, duration_s) (all frames if None)."""
+        import torch
+
+        keep = self.times < duration_s if duration_s else np.ones(self.times.size, bool)
+        keep[0] = True  # at least the first frame
+        mean = self.frames[torch.from_numpy(keep)].mean(dim=0)
+        return torch.nn.functional.normalize(mean, dim=0)
+
+    def score(self, audio, sample_rate: int, context: Optional[VerifierContext] = None) -> np.ndarray:
+        import torch
+
+        from ..models.wav2clip import MIN_AUDIO_SAMPLES, SAMPLE_RATE, embed_audio, to_16k
+
+        context = context or VerifierContext()
+        waves = [to_16k(x, sample_rate) for x in audio_items(audio)]
+        if not waves:
+            return np.zeros(0)
+        if context.duration_s:
+            waves = [w[: int(round(SAMPLE_RATE * context.duration_s))] for w in waves]
+        if min(w.size for w in waves) < MIN_AUDIO_SAMPLES:
+            raise FoleyError(f"The wav2clip verifier needs at least {MIN_AUDIO_SAMPLES / SAMPLE_RATE:g} s of audio.")
+        batch = torch.from_numpy(np.stack(waves))
+        emb = torch.cat([embed_audio(self.model, chunk).cpu() for chunk in batch.split(self.batch)])
+        return (emb @ self.video_embedding(context.duration_s)).double().numpy()
+
+
 def not_implemented(kind: str) -> FoleyError:
     return FoleyError(f"Verifier '{kind}' is not implemented: {NOT_IMPLEMENTED[kind]} Use envelope, timbre, "
-                      "motion_onsets, clap or synchformer_desync instead.")
+                      "motion_onsets, clap, synchformer_desync or wav2clip instead.")

@@ -98,8 +98,8 @@ def test_missing_clap_files_are_named(tmp_path):
 
 
 def test_unimplemented_verifiers_say_so():
-    for kind in ("wav2clip", "imagebind"):
-        assert "is not implemented" in str(not_implemented(kind)) and "clap" in str(not_implemented(kind))
+    message = str(not_implemented("imagebind"))
+    assert "is not implemented" in message and "clap" in message and "wav2clip" in message
 
 
 def write_tiny_clap(folder):

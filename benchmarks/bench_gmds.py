@@ -8,7 +8,9 @@ evaluations, E = N·(1 + 2T):
 - best-of-N: E independent noises, keep the best (sampled in batches of 2N, like GMDS's rounds).
 Reported over the clips (mean ± std, and the paired difference): the verifier score, and a
 held-out metric the search did not optimise — onset accuracy at 0.1 s against the true event
-times (metrics/onsets.py). Also the cost per candidate of evaluating a round's 2N candidates as
+times (metrics/onsets.py). The report also compares the two at every smaller budget the run
+passes through (GMDS after round t vs the best of best-of-N's first N·(1 + 2t) draws), so one
+run with many rounds gives the whole budget curve. Also the cost per candidate of evaluating a round's 2N candidates as
 one batch vs one at a time (sample + decode + score), on this machine's CPU.
 
     python benchmarks/bench_gmds.py                      # 20 clips, 2 s, 8 steps, N=3, T=2
@@ -142,6 +144,7 @@ def run(args, on_clip=None) -> dict:
             "gmds_onset_acc@0.1s": held_out(models, g.best_latent, n_samples, gt),
             "best_of_n_onset_acc@0.1s": held_out(models, b.best_latent, n_samples, gt),
             "gmds_best_per_round": [r["best_score"] for r in g.trace],
+            "best_of_n_scores": [x for r in b.trace for x in r["scores"]],  # in draw order: any smaller budget's best
             "gmds_s": round(t1 - t0, 2), "best_of_n_s": round(t2 - t1, 2),
         })
         r = rows[-1]
@@ -174,6 +177,7 @@ def summarize(args, budget: int, rows: list, timing, started: float) -> dict:
                            "best_of_n": stats(col("best_of_n_onset_acc@0.1s")),
                            "gmds_minus_best_of_n": stats(onset_diff)},
         "cost_per_candidate": timing,
+        "by_budget": by_budget(args.population, rows),
     }
     return {
         "command": "python benchmarks/bench_gmds.py " + " ".join(sys.argv[1:]),
@@ -185,6 +189,25 @@ def summarize(args, budget: int, rows: list, timing, started: float) -> dict:
         "evaluations_each": budget, "verifier": "envelope agreement with the true soundtrack (1 - E-L1)",
         "n_clips": len(rows), "summary": summary, "clips": rows, "seconds": round(time.monotonic() - started, 1),
     }
+
+
+def by_budget(population: int, rows: list) -> list:
+    """GMDS after round t vs best-of-N at the same budget N·(1 + 2t), for every t the run reached.
+
+    GMDS stopped after round t is exactly GMDS with T = t (same seed, same draws), and best-of-N
+    at a smaller budget is the best of the first draws, so one run gives the whole budget curve."""
+    if not rows or "best_of_n_scores" not in rows[0]:
+        return []
+    curve = []
+    for t in range(len(rows[0]["gmds_best_per_round"])):
+        budget = gmds_evaluations(population, t)
+        gmds = np.array([r["gmds_best_per_round"][t] for r in rows])
+        best = np.array([max(r["best_of_n_scores"][:budget]) for r in rows])
+        diff = gmds - best
+        curve.append({"round": t, "evaluations": budget, "gmds": stats(gmds), "best_of_n": stats(best),
+                      "gmds_minus_best_of_n": stats(diff), "gmds_wins": int((diff > 0).sum()),
+                      "ties": int((diff == 0).sum())})
+    return curve
 
 
 def merge(paths: list[Path]) -> dict:
@@ -221,6 +244,13 @@ def markdown(report: dict) -> str:
              f"| held out: onset accuracy @0.1 s ↑ | {cell(o['gmds'])} | {cell(o['best_of_n'])} | "
              f"{o['gmds_minus_best_of_n']['mean']:+.4f} ± {o['gmds_minus_best_of_n']['sem']:.4f} |",
              f"| (one sample, no search: verifier) | {cell(v['single_sample'])} | | |"]
+    if len(s.get("by_budget", [])) > 1:
+        lines += ["", "| GMDS rounds | evaluations | GMDS | best-of-N | GMDS − best-of-N (± s.e.) | GMDS higher on |",
+                  "|---|---|---|---|---|---|"]
+        for c in s["by_budget"]:
+            lines.append(f"| {c['round']} | {c['evaluations']} | {c['gmds']['mean']:.4f} | {c['best_of_n']['mean']:.4f} | "
+                         f"{c['gmds_minus_best_of_n']['mean']:+.4f} ± {c['gmds_minus_best_of_n']['sem']:.4f} | "
+                         f"{c['gmds_wins']}/{report['n_clips']} |")
     c = s["cost_per_candidate"]
     if c:
         lines.append("")

@@ -317,6 +317,7 @@ def train_joint(flow_features: str | Path, predictor_features: str | Path, confi
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
     net, seq = data.backbone.net, data.backbone.seq
+    row_of = {c["name"]: i for i, c in enumerate(data.dataset.clips)}
 
     def step_loss(model, batch, generator, step) -> torch.Tensor:
         noise = draw_step_noise(generator, config.batch_size, seq["latent"], net.config.latent_dim,
@@ -329,7 +330,6 @@ def train_joint(flow_features: str | Path, predictor_features: str | Path, confi
         return model(data.cls[rows].to(dev), data.patches[rows].to(dev), data.layouts[rows].to(dev), *flow_inputs,
                      noise.to(dev), keep.to(dev), uncond.to(dev))
 
-    row_of = {c["name"]: i for i, c in enumerate(data.dataset.clips)}
     features = {k: v for k, v in data.meta.items() if k not in ("clips", "seeds", "skipped")}
     task = TrainingTask(kind=KIND, config=config, trained=objective.model, objective=objective, num_samples=usable,
                         step_loss=step_loss, dataset=data.dataset, weights_key="joint", checkpoint_extra={
@@ -392,8 +392,8 @@ def export_joint(run_dir: str | Path, predictor_out: str | Path, adapter_out: st
              "batch_size": config.batch_size, "seed": config.seed, "backbone": Path(config.backbone).name,
              "initial_predictor": Path(config.predictor).name, "initial_adapter": Path(config.adapter).name,
              "train_clips": int(ckpt["train_clips"]), "val_clips": int(ckpt["val_clips"]), "validation": summary}
-    predictor_training = {**json.loads(ckpt["predictor_training"]), **joint,
-                          "l2_stage": json.loads(ckpt["predictor_training"]).get("stage")}
+    l2_stage = json.loads(ckpt["predictor_training"])
+    predictor_training = {**l2_stage, **joint, "l2_stage": l2_stage.get("stage")}
     adapter_training = {**json.loads(ckpt["adapter_training"]), **joint, "backbone_frozen": True,
                         **{k: getattr(config, k) for k in ("layout_dropout", "video_dropout", "text_dropout",
                                                             "uncond_dropout", "holdout")}}

@@ -2,7 +2,7 @@
 
 For every clip (foley_core.synthetic_foley, the seeds the synthetic benchmark holds out) the
 embedded model set generates audio from the clip's video; the verifier is envelope agreement
-(1 − E-L1) with the clip's TRUE soundtrack. Both searches get the same budget of sampler
+(1 − E-L1) with the clip's TRUE soundtrack (`--verifier timbre`: MFCC timbre similarity to it). Both searches get the same budget of sampler
 evaluations, E = N·(1 + 2T):
 - GMDS (AvSyncDiff Algorithm 1): population N, T rounds, β_s / β_l;
 - best-of-N: E independent noises, keep the best (sampled in batches of 2N, like GMDS's rounds).
@@ -44,14 +44,20 @@ from foley_core.media.video import sample_video  # noqa: E402
 from foley_core.metrics import onset_accuracy  # noqa: E402
 from foley_core.search import best_of_n, gmds_evaluations, gmds_search  # noqa: E402
 from foley_core.search.sampling import make_sampler, make_scorer  # noqa: E402
-from foley_core.search.verifiers import EnvelopeVerifier, VerifierContext  # noqa: E402
+from foley_core.search.verifiers import EnvelopeVerifier, TimbreVerifier, VerifierContext  # noqa: E402
 from foley_core.synthetic_foley import make_clip  # noqa: E402
 from foley_core.synthetic_foley.scenes import ONSET_KINDS  # noqa: E402
 
 CPU = torch.device("cpu")
+# What the search optimises, each against the clip's TRUE soundtrack (an oracle target, as a user's
+# drawn envelope or chosen reference recording would be).
+VERIFIERS = {
+    "envelope": ("envelope agreement with the true soundtrack (1 - E-L1)", EnvelopeVerifier),
+    "timbre": ("timbre similarity to the true soundtrack (MFCC descriptor, 1 / (1 + distance / 10))", TimbreVerifier),
+}
 
 
-def setup_clip(models, seed: int, duration: float, steps: int, cfg: float):
+def setup_clip(models, seed: int, duration: float, steps: int, cfg: float, verifier: str = "envelope"):
     clip = make_clip(seed, duration_s=duration, fps=25, sample_rate=models.sample_rate, size=128)
     video = sample_video(torch.from_numpy(clip.frames), frame_rate=clip.fps)
     caption = f"{clip.meta['material']} {clip.meta['scene']}"  # as the synthetic benchmark
@@ -59,8 +65,7 @@ def setup_clip(models, seed: int, duration: float, steps: int, cfg: float):
                              video.duration_s, caption, "")
     sampler = make_sampler(models.network, features, models.mode, steps=steps, cfg_strength=cfg, device=CPU)
     n_samples = int(round(sampler.lengths.duration_s * models.sample_rate))
-    verifier = EnvelopeVerifier.from_audio(clip.audio, models.sample_rate)
-    scorer = make_scorer(models.vae, models.vocoder, verifier, models.sample_rate, n_samples,
+    scorer = make_scorer(models.vae, models.vocoder, VERIFIERS[verifier][1].from_audio(clip.audio, models.sample_rate), models.sample_rate, n_samples,
                          VerifierContext(duration_s=sampler.lengths.duration_s, prompt=caption))
     gt = [e["time_s"] for e in clip.meta["events"] if e["kind"] in ONSET_KINDS]
     return clip, sampler, scorer, n_samples, gt
@@ -124,12 +129,13 @@ def run(args, on_clip=None) -> dict:
     timing = None
     if args.timing_repeats > 0:  # on the first clip's setup; --clips 0 measures only this
         first = HELD_OUT_SEED_OFFSET + args.seed
-        _, sampler, scorer, _, _ = setup_clip(models, first, args.duration, args.steps, args.cfg)
+        _, sampler, scorer, _, _ = setup_clip(models, first, args.duration, args.steps, args.cfg, args.verifier)
         timing = time_batched_vs_sequential(sampler, scorer, 2 * args.population, args.timing_repeats, first)
         print(f"[gmds] cost per candidate: {timing}", flush=True)
     for i in range(args.clips):
         seed = HELD_OUT_SEED_OFFSET + args.seed + i
-        clip, sampler, scorer, n_samples, gt = setup_clip(models, seed, args.duration, args.steps, args.cfg)
+        clip, sampler, scorer, n_samples, gt = setup_clip(models, seed, args.duration, args.steps, args.cfg,
+                                                          args.verifier)
         t0 = time.perf_counter()
         g = gmds_search(sampler, scorer, sampler.noise_shape, population=args.population, rounds=args.rounds,
                         beta_small=args.beta_small, beta_large=args.beta_large, seed=seed,
@@ -186,7 +192,7 @@ def summarize(args, budget: int, rows: list, timing, started: float) -> dict:
                     "torch": torch.__version__},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                      if k not in ("json", "merge")},
-        "evaluations_each": budget, "verifier": "envelope agreement with the true soundtrack (1 - E-L1)",
+        "evaluations_each": budget, "verifier": VERIFIERS[getattr(args, "verifier", "envelope")][0],
         "n_clips": len(rows), "summary": summary, "clips": rows, "seconds": round(time.monotonic() - started, 1),
     }
 
@@ -238,7 +244,7 @@ def markdown(report: dict) -> str:
     v, o = s["verifier_score"], s["onset_acc@0.1s"]
     lines = [f"| over {report['n_clips']} clips, {report['evaluations_each']} evaluations each | "
              "GMDS | best-of-N | GMDS − best-of-N (mean ± s.e.) |", "|---|---|---|---|",
-             f"| verifier: 1 − E-L1 to the true envelope ↑ | {cell(v['gmds'])} | {cell(v['best_of_n'])} | "
+             f"| verifier: {report.get('verifier', 'envelope agreement')} ↑ | {cell(v['gmds'])} | {cell(v['best_of_n'])} | "
              f"{v['gmds_minus_best_of_n']['mean']:+.4f} ± {v['gmds_minus_best_of_n']['sem']:.4f} "
              f"(GMDS higher on {v['gmds_wins']}/{report['n_clips']}) |",
              f"| held out: onset accuracy @0.1 s ↑ | {cell(o['gmds'])} | {cell(o['best_of_n'])} | "
@@ -271,6 +277,8 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--cfg", type=float, default=4.5)
+    parser.add_argument("--verifier", choices=sorted(VERIFIERS), default="envelope",
+                        help="what the search optimises (against the clip's true soundtrack)")
     parser.add_argument("--population", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--beta-small", type=float, default=0.5)

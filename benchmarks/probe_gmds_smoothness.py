@@ -33,13 +33,14 @@ def main(argv=None) -> int:
     parser.add_argument("--parents", type=int, default=6)
     parser.add_argument("--betas", default="0.99,0.95,0.9,0.7,0.0")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--verifier", default="envelope", help="envelope or timbre (bench_gmds.VERIFIERS)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = load_model_set(args.models)
     betas = [float(b) for b in args.betas.split(",")]
     for i in range(args.clips):
         seed = HELD_OUT_SEED_OFFSET + args.seed + i
-        clip, sampler, scorer, _, _ = setup_clip(models, seed, 2.0, 8, 4.5)
+        clip, sampler, scorer, _, _ = setup_clip(models, seed, 2.0, 8, 4.5, args.verifier)
         generator = torch.Generator().manual_seed(seed)
         parents = torch.randn(args.parents, *sampler.noise_shape, generator=generator)
         parent_scores = scorer(sampler(parents))["total"]

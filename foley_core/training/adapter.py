@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from ..errors import FoleyError
 from ..models.style_adapter import PARTS, StyleAdapter, StyleAdapterConfig, load_adapter, save_adapter
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
-from .config import JsonConfig
+from .config import OptimRunConfig
 from .driver import TrainingTask, prepare_run, run_training
 from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
 from .frozen_backbone import load_frozen_backbone
@@ -158,7 +158,7 @@ def load_references(feature_dir: str | Path) -> tuple[dict[str, torch.Tensor], d
 
 # ---------------------------------------------------------------------------------- config
 @dataclass
-class AdapterTrainConfig(JsonConfig):
+class AdapterTrainConfig(OptimRunConfig):
     config_name = "adapter config"
 
     backbone: str = ""  # flow-network file (frozen)
@@ -166,28 +166,17 @@ class AdapterTrainConfig(JsonConfig):
     init_adapter: Optional[str] = None  # continue from an exported adapter (stage 2 after stage 1)
     parts: list[str] = field(default_factory=lambda: ["acoustic"])
     hidden_dim: int = 256
-    batch_size: int = 12
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
-    warmup_steps: int = 50
-    lr_schedule: str = "cosine"
-    min_lr_ratio: float = 0.1
-    steps: int = 1000
-    grad_clip: float = 1.0
-    ema_decay: float = 0.99
     reference_dropout: float = 0.1
     video_dropout: float = 0.0
     clip_dropout: float = 0.0
     text_dropout: float = 0.1
-    seed: int = 0
+    # shared fields (OptimRunConfig) with this trainer's defaults
     checkpoint_every: int = 200
-    log_every: int = 25
-    num_workers: int = 0
-    deterministic: bool = True
+
+    probabilities = ("reference_dropout", "video_dropout", "clip_dropout", "text_dropout")
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
+        super().__post_init__()
         self.parts = list(self.parts)
         if not self.backbone:
             raise ValueError("set 'backbone': the flow-network file the adapter is trained against")
@@ -196,11 +185,6 @@ class AdapterTrainConfig(JsonConfig):
         unknown = set(self.parts) - set(PARTS)
         if not self.parts or unknown:
             raise ValueError(f"parts must be a non-empty subset of {PARTS}")
-        for name in ("reference_dropout", "video_dropout", "clip_dropout", "text_dropout"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be a probability")
-        if min(self.steps, self.batch_size, self.checkpoint_every, self.log_every) < 1:
-            raise ValueError("steps, batch_size, checkpoint_every and log_every must be >= 1")
 
 
 # ------------------------------------------------------------------------------- objective

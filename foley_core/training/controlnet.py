@@ -36,7 +36,7 @@ from ..controls.envelope import ENVELOPE_HOP, ENVELOPE_SAMPLE_RATE, rms_envelope
 from ..errors import FoleyError
 from ..models.mmaudio.sequence import audio_mode_settings, sequence_lengths
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
-from .config import JsonConfig
+from .config import OptimRunConfig
 from .driver import TrainingTask, prepare_run, run_training
 from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
 from .frozen_backbone import control_dropout_coins, load_frozen_backbone
@@ -95,41 +95,29 @@ def control_features(envelopes: torch.Tensor, frame_rate: float, n_tokens: int, 
 
 # ---------------------------------------------------------------------------------- config
 @dataclass
-class ControlNetTrainConfig(JsonConfig):
+class ControlNetTrainConfig(OptimRunConfig):
     config_name = "ControlNet config"
 
     backbone: str = ""  # flow-network file (frozen)
     blocks: Optional[int] = None  # copied blocks; None = max(1, ⌊0.2·depth⌋)
     subframes: int = SUBFRAMES
-    batch_size: int = 12
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
-    warmup_steps: int = 50
-    lr_schedule: str = "cosine"
-    min_lr_ratio: float = 0.1
-    steps: int = 2000
-    grad_clip: float = 1.0
-    ema_decay: float = 0.995
     envelope_dropout: float = 0.1
     video_dropout: float = 0.1
     text_dropout: float = 0.1
     uncond_dropout: float = 0.1  # envelope, video and text dropped together (CFG's unconditional branch)
-    seed: int = 0
-    checkpoint_every: int = 250
-    log_every: int = 25
-    num_workers: int = 0
-    deterministic: bool = True
+    # shared fields (OptimRunConfig) with this trainer's defaults
+    lr: float = 5e-4
+    steps: int = 2000
+    ema_decay: float = 0.995
+
+    probabilities = ("envelope_dropout", "video_dropout", "text_dropout", "uncond_dropout")
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
+        super().__post_init__()
         if not self.backbone:
             raise ValueError("set 'backbone': the flow-network file the ControlNet is trained against")
-        for name in ("envelope_dropout", "video_dropout", "text_dropout", "uncond_dropout"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be a probability")
-        if min(self.steps, self.batch_size, self.checkpoint_every, self.log_every, self.subframes) < 1:
-            raise ValueError("steps, batch_size, checkpoint_every, log_every and subframes must be >= 1")
+        if self.subframes < 1:
+            raise ValueError("subframes must be >= 1")
 
 
 # ------------------------------------------------------------------------------- objective

@@ -39,7 +39,7 @@ from ..controls.layout_adapter import (HIDDEN, LayoutAdapter, LayoutAdapterConfi
 from ..errors import FoleyError
 from ..models.mmaudio.sequence import sequence_lengths
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
-from .config import JsonConfig
+from .config import OptimRunConfig
 from .controlnet import clip_audio
 from .driver import TrainingTask, prepare_run, run_training
 from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
@@ -91,41 +91,27 @@ def layout_features(layouts: torch.Tensor, frame_rate: float, n_tokens: int, lat
 
 # ---------------------------------------------------------------------------------- config
 @dataclass
-class LayoutAdapterTrainConfig(JsonConfig):
+class LayoutAdapterTrainConfig(OptimRunConfig):
     config_name = "layout-adapter config"
 
     backbone: str = ""  # flow-network file (frozen)
     hidden: int = HIDDEN
-    batch_size: int = 12
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
-    warmup_steps: int = 20
-    lr_schedule: str = "cosine"
-    min_lr_ratio: float = 0.1
-    steps: int = 1000
-    grad_clip: float = 1.0
-    ema_decay: float = 0.99
     layout_dropout: float = 0.1
     video_dropout: float = 0.1
     text_dropout: float = 0.1
     uncond_dropout: float = 0.1  # layout, video and text dropped together (CFG's unconditional branch)
     holdout: int = 0  # the last `holdout` clips are not trained on (kept for measurements)
-    seed: int = 0
-    checkpoint_every: int = 250
-    log_every: int = 25
-    num_workers: int = 0
-    deterministic: bool = True
+    # shared fields (OptimRunConfig) with this trainer's defaults
+    warmup_steps: int = 20
+
+    probabilities = ("layout_dropout", "video_dropout", "text_dropout", "uncond_dropout")
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
+        super().__post_init__()
         if not self.backbone:
             raise ValueError("set 'backbone': the flow-network file the layout adapter is trained against")
-        for name in ("layout_dropout", "video_dropout", "text_dropout", "uncond_dropout"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be a probability")
-        if min(self.steps, self.batch_size, self.checkpoint_every, self.log_every, self.hidden) < 1 or self.holdout < 0:
-            raise ValueError("steps, batch_size, checkpoint_every, log_every, hidden must be >= 1 and holdout >= 0")
+        if self.hidden < 1 or self.holdout < 0:
+            raise ValueError("hidden must be >= 1 and holdout >= 0")
 
 
 # ------------------------------------------------------------------------------- objective

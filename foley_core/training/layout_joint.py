@@ -60,7 +60,7 @@ from ..models.latent_input import check_backbone_dims
 from ..models.layout_predictor import (LayoutPredictor, LayoutPredictorConfig, frame_times, load_predictor,
                                        query_times, save_predictor, signature_mismatch)
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
-from .config import JsonConfig
+from .config import OptimRunConfig
 from .driver import TrainingTask, prepare_run, run_training, weights_digest
 from .flow_loss import draw_step_noise, step_generator
 from .frozen_backbone import control_dropout_coins, load_frozen_backbone
@@ -76,7 +76,7 @@ _FEATURE_KEYS = ("layers", "grid", "feature_version", "frame_rate", "bands", "la
 
 # ---------------------------------------------------------------------------------- config
 @dataclass
-class LayoutJointConfig(JsonConfig):
+class LayoutJointConfig(OptimRunConfig):
     config_name = "layout joint-stage config"
 
     backbone: str = ""  # flow-network file (frozen)
@@ -84,40 +84,28 @@ class LayoutJointConfig(JsonConfig):
     adapter: str = ""  # the layout-adapter export (initial weights)
     l2_weight: float = 1.0  # λ of the L2 anchor; 0 = TiVA's Eq. 10 alone
     train_adapter: bool = True
-    batch_size: int = 8
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    betas: tuple = (0.9, 0.99)
-    warmup_steps: int = 20
-    lr_schedule: str = "cosine"
-    min_lr_ratio: float = 0.1
-    steps: int = 600
-    grad_clip: float = 1.0
-    ema_decay: float = 0.99
     layout_dropout: float = 0.1
     video_dropout: float = 0.1
     text_dropout: float = 0.1
     uncond_dropout: float = 0.1
     holdout: int = 32  # the last `holdout` flow clips are not trained on (validation.json)
     eval_draws: int = 8  # noise/t draws per held-out clip for the held-out flow loss
-    seed: int = 0
+    # shared fields (OptimRunConfig) with this stage's defaults
+    batch_size: int = 8
+    lr: float = 3e-4
+    warmup_steps: int = 20
+    steps: int = 600
     checkpoint_every: int = 100
-    log_every: int = 25
-    num_workers: int = 0
-    deterministic: bool = True
+
+    probabilities = ("layout_dropout", "video_dropout", "text_dropout", "uncond_dropout")
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
+        super().__post_init__()
         for name in ("backbone", "predictor", "adapter"):
             if not getattr(self, name):
                 raise ValueError(f"set '{name}': the {name} file the joint stage starts from")
-        for name in ("layout_dropout", "video_dropout", "text_dropout", "uncond_dropout"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be a probability")
-        if self.l2_weight < 0 or self.holdout < 0 or min(self.steps, self.batch_size, self.checkpoint_every,
-                                                         self.log_every, self.eval_draws) < 1:
-            raise ValueError("l2_weight, holdout >= 0; steps, batch_size, checkpoint_every, log_every, "
-                             "eval_draws >= 1")
+        if self.l2_weight < 0 or self.holdout < 0 or self.eval_draws < 1:
+            raise ValueError("l2_weight, holdout >= 0; eval_draws >= 1")
 
 
 # ------------------------------------------------------------------------------- modules

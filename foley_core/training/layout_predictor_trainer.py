@@ -44,7 +44,7 @@ from ..models.layout_predictor import (FEATURE_VERSION, FRAME_RATE, LayoutPredic
                                        clip_layer_features, clip_signature, frame_times, query_times,
                                        save_predictor, tiva_layers)
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
-from .config import JsonConfig
+from .config import OptimRunConfig
 from .driver import TrainingTask, prepare_run, run_training
 from .rms_mapper_trainer import VIDEO_SUFFIXES, _clip_audio
 
@@ -123,25 +123,15 @@ def load_features(feature_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, 
 
 # ---------------------------------------------------------------------------------- config
 @dataclass
-class LayoutTrainConfig(JsonConfig):
+class LayoutTrainConfig(OptimRunConfig):
     config_name = "layout-predictor training"
 
+    # shared fields (OptimRunConfig) with this trainer's defaults
     steps: int = 1500
     batch_size: int = 16
-    lr: float = 1e-3
-    betas: tuple = (0.9, 0.99)
     weight_decay: float = 1e-2
-    warmup_steps: int = 50
-    lr_schedule: str = "cosine"
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    ema_decay: float = 0.99
+    # own fields
     val_clips: int = 32
-    seed: int = 0
-    checkpoint_every: int = 250
-    log_every: int = 25
-    num_workers: int = 0
-    deterministic: bool = True
     width: int = 64
     heads: int = 4
     encoder_blocks: int = 1
@@ -152,9 +142,9 @@ class LayoutTrainConfig(JsonConfig):
     frame_deltas: bool = False
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
-        if min(self.steps, self.batch_size, self.checkpoint_every, self.log_every) < 1 or self.val_clips < 0:
-            raise ValueError("steps, batch_size, checkpoint_every, log_every must be >= 1 and val_clips >= 0")
+        super().__post_init__()
+        if self.val_clips < 0:
+            raise ValueError("val_clips must be >= 0")
 
 
 def build_predictor(config: LayoutTrainConfig, meta: dict[str, Any], cls: torch.Tensor, patches: torch.Tensor,

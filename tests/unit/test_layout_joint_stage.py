@@ -171,28 +171,15 @@ def test_cli_train_eval_export(setup, capsys):
 
 def test_two_processes_keep_predictor_and_adapter_in_step(setup):
     """torchrun (gloo, 2 CPU processes): both ranks end with the same joint weights and EMA."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
+    from harness.torchrun import run_torchrun
 
     tmp_path, config = setup
-    repo = Path(__file__).resolve().parents[2]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(port), "-m", "foley_core.training", "layout-predictor", "joint",
-           "--features", str(tmp_path / "ff"), "--predictor-features", str(tmp_path / "pf"),
-           "--predictor", config.predictor, "--adapter", config.adapter, "--backbone", config.backbone,
-           "--out", str(tmp_path / "ddp"), "--steps", "3", "--batch-size", "2", "--holdout", "2",
-           "--eval-draws", "1", "--device", "cpu"]
-    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
-    if Path("/sys/class/net/lo").exists():
-        env["GLOO_SOCKET_IFNAME"] = "lo"  # loopback only (see test_training.torchrun_train)
-    result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    run_torchrun(["foley_core.training", "layout-predictor", "joint",
+                  "--features", str(tmp_path / "ff"), "--predictor-features", str(tmp_path / "pf"),
+                  "--predictor", config.predictor, "--adapter", config.adapter, "--backbone", config.backbone,
+                  "--out", str(tmp_path / "ddp"), "--steps", "3", "--batch-size", "2", "--holdout", "2",
+                  "--eval-draws", "1", "--device", "cpu"], tmp_path / "ddp")
     final = json.loads((tmp_path / "ddp" / "final.json").read_text())
     assert final["world_size"] == 2 and final["step"] == 3
     assert final["rank_digests"][0] == final["rank_digests"][1], "DDP kept the replicas in step"

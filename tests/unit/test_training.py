@@ -7,10 +7,6 @@ torchrun (`python -m torch.distributed.run`) exactly as documented in docs/train
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -32,6 +28,7 @@ from foley_core.training import (FlowMatchingObjective, ShardDataset, ShardWrite
 from foley_core.training.__main__ import main as cli_main
 from foley_core.training.loop import initialise_new_network, lr_factor
 from harness.model_files import CLIP_CONFIG, SYNC_CONFIG
+from harness.torchrun import run_torchrun
 
 REPO = Path(__file__).resolve().parents[2]
 MODE, DURATION = "16k", 1.0
@@ -68,30 +65,11 @@ def write_toy_features(out: Path, n_clips: int = 8) -> Path:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def torchrun_train(features: Path, run: Path, *extra: str, config: Path | None = None) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-           "-m", "foley_core.training", "train", "--features", str(features), "--out", str(run),
-           "--device", "cpu", *extra]
+    args = ["foley_core.training", "train", "--features", str(features), "--out", str(run), "--device", "cpu", *extra]
     if config is not None:
-        cmd += ["--config", str(config)]
-    # Loopback only: gloo otherwise picks the interface the host name resolves to, which can hang
-    # on machines whose host name points at an address that is not reachable from inside.
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    if Path("/sys/class/net/lo").exists():
-        env["GLOO_SOCKET_IFNAME"] = "lo"
-    try:  # generous: the box is shared; on a timeout show what the ranks printed
-        result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"")[-3000:], (e.stderr or b"")[-3000:]
-        pytest.fail(f"torchrun did not finish in {e.timeout} s:\n{out[0]!r}\n{out[1]!r}")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        args += ["--config", str(config)]
+    run_torchrun(args, run)
 
 
 def read_log(run: Path) -> list[dict]:

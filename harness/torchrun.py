@@ -37,6 +37,15 @@ def run_torchrun(module_args: list[str], run_dir: Path, *, nproc: int = 2, try_t
     if run_dir.exists():  # a resume: every try starts from the folder as it is now
         snapshot = Path(tempfile.mkdtemp()) / "run"
         shutil.copytree(run_dir, snapshot)
+    try:
+        return _run_tries(module_args, run_dir, snapshot, env, nproc, try_timeout_s, tries)
+    finally:
+        if snapshot is not None:
+            shutil.rmtree(snapshot.parent, ignore_errors=True)
+
+
+def _run_tries(module_args, run_dir: Path, snapshot: Optional[Path], env: dict, nproc: int, try_timeout_s: int,
+               tries: int) -> subprocess.CompletedProcess:
     hung = []
     for attempt in range(tries):
         if attempt:

@@ -38,8 +38,8 @@ from ..models.mmaudio.sequence import audio_mode_settings, sequence_lengths
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .config import OptimRunConfig
 from .driver import TrainingTask, prepare_run, run_training
-from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
-from .frozen_backbone import control_dropout_coins, load_frozen_backbone
+from .flow_loss import FLOW_INPUTS, FlowMatchingObjective, flow_target
+from .frozen_backbone import draw_control_step, load_frozen_backbone
 from .shards import ShardDataset
 
 ENVELOPES_NAME = "envelopes.safetensors"
@@ -180,13 +180,11 @@ def train_controlnet(feature_dir: str | Path, config: Optional[ControlNetTrainCo
     row_of = {c["name"]: i for i, c in enumerate(dataset.clips)}
 
     def step_loss(model, batch, generator, step) -> torch.Tensor:
-        noise = draw_step_noise(generator, config.batch_size, seq["latent"], net.config.latent_dim,
-                                config.video_dropout, config.text_dropout)
-        keep, _ = control_dropout_coins(generator, noise, batch["has_text"], config.envelope_dropout,
-                                        config.uncond_dropout)
+        noise, keep, _ = draw_control_step(generator, config, batch["has_text"], seq["latent"], net.config.latent_dim,
+                                           config.envelope_dropout)
         rows = torch.tensor([row_of[name] for name in batch["name"]])
         noise = noise.to(ctx.device)
-        inputs = [batch[k].to(ctx.device) for k in ("latent_mean", "latent_std", "clip_f", "sync_f", "text_f")]
+        inputs = [batch[k].to(ctx.device) for k in FLOW_INPUTS]
         return model(*inputs, noise, features[rows].to(ctx.device), keep.to(ctx.device))
 
     task = TrainingTask(kind="controlnet", config=config, trained=controlnet,

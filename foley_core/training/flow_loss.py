@@ -38,6 +38,10 @@ class StepNoise:
         return StepNoise(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
 
 
+# The per-clip feature tensors a flow-loss step reads from a shard batch, in the objectives' argument order.
+FLOW_INPUTS = ("latent_mean", "latent_std", "clip_f", "sync_f", "text_f")
+
+
 def draw_step_noise(generator: torch.Generator, batch: int, latent_len: int, latent_dim: int,
                     video_dropout: float, text_dropout: float) -> StepNoise:
     """Everything random in one step, in a fixed draw order (part of the reproducibility contract)."""

@@ -11,6 +11,7 @@ import torch
 
 from ..errors import FoleyError
 from ..models import builders
+from .flow_loss import StepNoise, draw_step_noise
 from .shards import ShardDataset
 
 
@@ -52,3 +53,14 @@ def control_dropout_coins(generator: torch.Generator, noise, has_text: torch.Ten
     noise.drop_video |= uncond
     keep = (coins[:, 0] >= control_dropout) & ~uncond
     return keep, uncond
+
+
+def draw_control_step(generator: torch.Generator, config, has_text: torch.Tensor, latent_len: int, latent_dim: int,
+                      control_dropout: float) -> tuple[StepNoise, torch.Tensor, torch.Tensor]:
+    """One add-on training step's random draws, in the fixed order exact resume depends on: the
+    flow network's (`draw_step_noise`, with `config`'s video/text dropouts), then the control's coins
+    (`control_dropout_coins`, with `config.uncond_dropout`). Returns (noise, keep, uncond)."""
+    noise = draw_step_noise(generator, config.batch_size, latent_len, latent_dim, config.video_dropout,
+                            config.text_dropout)
+    keep, uncond = control_dropout_coins(generator, noise, has_text, control_dropout, config.uncond_dropout)
+    return noise, keep, uncond

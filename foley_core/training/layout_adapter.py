@@ -42,8 +42,8 @@ from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .config import OptimRunConfig
 from .controlnet import clip_audio
 from .driver import TrainingTask, prepare_run, run_training
-from .flow_loss import FlowMatchingObjective, draw_step_noise, flow_target
-from .frozen_backbone import control_dropout_coins, load_frozen_backbone
+from .flow_loss import FLOW_INPUTS, FlowMatchingObjective, flow_target
+from .frozen_backbone import draw_control_step, load_frozen_backbone
 from .prompt_channel import backbone_info
 from .shards import ShardDataset
 
@@ -164,13 +164,11 @@ def train_layout_adapter(feature_dir: str | Path, config: Optional[LayoutAdapter
     row_of = {c["name"]: i for i, c in enumerate(dataset.clips)}
 
     def step_loss(model, batch, generator, step) -> torch.Tensor:
-        noise = draw_step_noise(generator, config.batch_size, seq["latent"], net.config.latent_dim,
-                                config.video_dropout, config.text_dropout)
-        keep, uncond = control_dropout_coins(generator, noise, batch["has_text"], config.layout_dropout,
-                                             config.uncond_dropout)
+        noise, keep, uncond = draw_control_step(generator, config, batch["has_text"], seq["latent"],
+                                                net.config.latent_dim, config.layout_dropout)
         rows = torch.tensor([row_of[name] for name in batch["name"]])
         noise = noise.to(ctx.device)
-        inputs = [batch[k].to(ctx.device) for k in ("latent_mean", "latent_std", "clip_f", "sync_f", "text_f")]
+        inputs = [batch[k].to(ctx.device) for k in FLOW_INPUTS]
         return model(*inputs, noise, tokens[rows].to(ctx.device), keep.to(ctx.device), uncond.to(ctx.device))
 
     task = TrainingTask(kind=KIND, config=config, trained=adapter, objective=LayoutAdapterObjective(net, adapter),

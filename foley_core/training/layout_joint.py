@@ -23,7 +23,7 @@ optimising both (Eq. 10). Here the generator is the frozen backbone plus the lay
   also used as a *layout* — layout guidance, the heatmap, the layout L2 — and with a small data set
   the flow loss alone could turn it into any code the adapter happens to read; the anchor keeps it a
   layout while the flow term moves it towards what helps the generator.
-- Dropouts: the layout-adapter trainer's (video/text, then `control_dropout_coins`: layout alone,
+- Dropouts: the layout-adapter trainer's (frozen_backbone.draw_control_step: video/text, then layout alone,
   or layout + video + text as CFG's unconditional branch), drawn in the same order.
 - `train_adapter` false: only the predictor learns (the adapter stays as loaded).
 - Both flow features and predictor features must describe the same clips: rows are matched by
@@ -62,8 +62,8 @@ from ..models.layout_predictor import (LayoutPredictor, LayoutPredictorConfig, f
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .config import OptimRunConfig
 from .driver import TrainingTask, prepare_run, run_training, weights_digest
-from .flow_loss import draw_step_noise, step_generator
-from .frozen_backbone import control_dropout_coins, load_frozen_backbone
+from .flow_loss import FLOW_INPUTS, draw_step_noise, step_generator
+from .frozen_backbone import draw_control_step, load_frozen_backbone
 from .layout_adapter import LayoutAdapterObjective
 from .layout_predictor_trainer import load_features, layout_l2
 from .shards import ShardDataset
@@ -234,8 +234,7 @@ def heldout_metrics(objective: JointLayoutObjective, data: JointData, rows: list
                                 net.config.latent_dim, 0.0, 0.0)
         noise.drop_text |= ~item["has_text"].expand(draws)
         noise = noise.to(device)
-        inputs = [item[k][None].expand(draws, *item[k].shape).to(device)
-                  for k in ("latent_mean", "latent_std", "clip_f", "sync_f", "text_f")]
+        inputs = [item[k][None].expand(draws, *item[k].shape).to(device) for k in FLOW_INPUTS]
         cls, patches, true = (t[row:row + 1].to(device) for t in (data.cls, data.patches, data.layouts))
         out["layout_l2"].append(layout_l2(model.predictor, cls, patches, true))
         yes, no = torch.ones(draws, dtype=torch.bool, device=device), torch.zeros(draws, dtype=torch.bool,
@@ -308,13 +307,11 @@ def train_joint(flow_features: str | Path, predictor_features: str | Path, confi
     row_of = {c["name"]: i for i, c in enumerate(data.dataset.clips)}
 
     def step_loss(model, batch, generator, step) -> torch.Tensor:
-        noise = draw_step_noise(generator, config.batch_size, seq["latent"], net.config.latent_dim,
-                                config.video_dropout, config.text_dropout)
-        keep, uncond = control_dropout_coins(generator, noise, batch["has_text"], config.layout_dropout,
-                                             config.uncond_dropout)
+        noise, keep, uncond = draw_control_step(generator, config, batch["has_text"], seq["latent"],
+                                                net.config.latent_dim, config.layout_dropout)
         rows = torch.tensor([row_of[name] for name in batch["name"]])
         dev = ctx.device
-        flow_inputs = [batch[k].to(dev) for k in ("latent_mean", "latent_std", "clip_f", "sync_f", "text_f")]
+        flow_inputs = [batch[k].to(dev) for k in FLOW_INPUTS]
         return model(data.cls[rows].to(dev), data.patches[rows].to(dev), data.layouts[rows].to(dev), *flow_inputs,
                      noise.to(dev), keep.to(dev), uncond.to(dev))
 

@@ -273,9 +273,11 @@ def train_mapper(feature_dir: str | Path, config: Optional[MapperTrainConfig], r
     # Adam with L2 weight decay 1e-3, constant lr 1e-3 (the paper's settings).
     optimizer = torch.optim.Adam(mapper.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     epoch = step = 0
+    window = [0.0, 0]  # running sum and count of the loss since the last log line
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         epoch, step = int(state["epoch"]), int(state["step"])
+        window = list(state.get("loss_window", window))  # absent in checkpoints written before it was kept
         restore_rng_state(state["rng"][ctx.rank])
         if ctx.is_main:
             truncate_log(run_dir / LOG_NAME, step)
@@ -290,7 +292,7 @@ def train_mapper(feature_dir: str | Path, config: Optional[MapperTrainConfig], r
     n_out = train_y.shape[1]
     crop = crop_plan(config, mapper.config, train_x.shape[1], n_out)
     end = config.epochs if stop_at_epoch is None else min(config.epochs, stop_at_epoch)
-    started, window = time.time(), [0.0, 0]
+    started = time.time()
 
     def save() -> None:
         rng = all_gather(ctx, capture_rng_state())
@@ -301,7 +303,7 @@ def train_mapper(feature_dir: str | Path, config: Optional[MapperTrainConfig], r
                 "world_size": ctx.world_size, "model": mapper.state_dict(), "optimizer": optimizer.state_dict(),
                 "rng": rng, "mapper_config": json.dumps(mapper.config.to_dict()),
                 "features": json.dumps({k: v for k, v in meta.items() if k not in ("clips", "seeds")}),
-                "train_clips": n_train, "val_clips": n_val, "val_e_l1": val})
+                "train_clips": n_train, "val_clips": n_val, "val_e_l1": val, "loss_window": window})
             with open(run_dir / LOG_NAME, "a") as log:
                 log.write(json.dumps({"epoch": epoch, "step": step, "val_e_l1": val,
                                       "elapsed_s": round(time.time() - started, 1)}) + "\n")

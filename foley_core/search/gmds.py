@@ -135,7 +135,9 @@ def gmds_search(sample_fn: SampleFn, score_fn: ScoreFn, noise_shape: Sequence[in
     """AvSyncDiff Algorithm 1 over the noise of shape `noise_shape` (one member, no batch dim).
 
     keep_parent=True is NOT Algorithm 1: a member stays when both of its candidates score below
-    it (an elitist (1+2) step), so the population never gets worse. Off by default."""
+    it (an elitist (1+2) step), so the population never gets worse. Off by default. Without it a
+    member's walk has the prior as its stationary law, so Algorithm 1 cannot climb past best-of-N;
+    with it and many rounds per member it can (benchmarks/sim_gmds_landscapes.py, bench_gmds.py)."""
     check_settings(population, rounds, beta_small, beta_large)
     n, shape = int(population), tuple(int(s) for s in noise_shape)
     generator = torch.Generator("cpu").manual_seed(int(seed))

@@ -1,8 +1,6 @@
 """Envelope ControlNet through the real host: Foley Load ControlNet (models/foley_controlnet) → the Flow
 Sampler's controlnet input, fed by RMS Predict's envelope (small random weights in the official formats)."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -11,9 +9,10 @@ from safetensors.torch import save_file
 from foley_core.controls.controlnet import ControlNetConfig, EnvelopeControlNet, save_controlnet
 from foley_core.media.synthetic import write_flash_video
 from harness.model_files import NET_CONFIG, use_small_models, write_small_model_set
-from media_files import FLASH_FPS, FLASH_FRAMES, N_FLASH_FRAMES, decoded_audio
+from media_files import FLASH_FPS, FLASH_FRAMES, N_FLASH_FRAMES
+from prompt_edits import node_of, plug, soundtrack
 
-from test_workflows import api_twin, mp4_entry
+from test_workflows import api_twin
 
 CONTROLNET_NODE = "30"
 
@@ -46,24 +45,14 @@ def controlnet_host(comfy_host):
 def envelope_prompt(controlnet_file=None, strength=1.0) -> dict:
     prompt = use_small_models(api_twin("envelope_control"))
     prompt["1"]["inputs"]["video"] = "foley_cn_video.mp4"
-    sampler = next(k for k, v in prompt.items() if v["class_type"] == "FoleyFlowSampler")
+    sampler = node_of(prompt, "FoleyFlowSampler")
     prompt[sampler]["inputs"]["steps"] = 4
     if controlnet_file is None:
         prompt[sampler]["inputs"]["control_strength"] = 0.0  # the envelope connected but guidance off
     else:
-        prompt[CONTROLNET_NODE] = {"class_type": "FoleyLoadControlNet",
-                                   "inputs": {"controlnet": controlnet_file, "strength": strength,
-                                              "cfg_mode": "conditional"}}
-        prompt[sampler]["inputs"]["controlnet"] = [CONTROLNET_NODE, 0]
+        plug(prompt, sampler, "controlnet", CONTROLNET_NODE, "FoleyLoadControlNet",
+             {"controlnet": controlnet_file, "strength": strength, "cfg_mode": "conditional"})
     return prompt
-
-
-def soundtrack(host, prompt) -> np.ndarray:
-    result = host.run(prompt, timeout=600)
-    assert result.status == "success", result.error_message + host.log_tail(3000)
-    mux = next(k for k, v in prompt.items() if v["class_type"] == "FoleyMux")
-    samples, _, _ = decoded_audio(mp4_entry(host, result, mux))
-    return samples
 
 
 def test_controlnet_node_is_registered(controlnet_host):
@@ -87,7 +76,7 @@ def test_zero_controlnet_is_identical_and_trained_controlnet_steers(controlnet_h
 
 def test_controlnet_without_envelope_is_reported(controlnet_host):
     prompt = envelope_prompt("trained_controlnet.safetensors")
-    sampler = next(k for k, v in prompt.items() if v["class_type"] == "FoleyFlowSampler")
+    sampler = node_of(prompt, "FoleyFlowSampler")
     del prompt[sampler]["inputs"]["envelope"]
     result = controlnet_host.run(prompt, timeout=600)
     assert result.status == "error" and "needs an envelope" in result.error_message, result.error_message

@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 from foley_core.controls.layout_adapter import LayoutAdapter, LayoutAdapterConfig, save_layout_adapter
 from foley_core.media.synthetic import make_tone, write_flash_video
 from harness.model_files import NET_CONFIG, use_small_models, write_small_model_set
-from media_files import FLASH_FPS, FLASH_FRAMES, N_FLASH_FRAMES, decoded_audio, write_float_wav
+from media_files import FLASH_FPS, FLASH_FRAMES, N_FLASH_FRAMES, write_float_wav
+from prompt_edits import node_of, plug, soundtrack
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 ADAPTER_NODE, LAYOUT_NODE = "93", "94"
@@ -44,26 +45,15 @@ def layout_host(comfy_host):
 
 def reference_prompt(adapter_file: str | None, *, layout: bool = True, bands: int = 5) -> dict:
     prompt = use_small_models(json.loads((WORKFLOWS / "api" / "reference_foley.json").read_text()))
-    sampler = next(k for k, v in prompt.items() if v["class_type"] == "FoleyFlowSampler")
-    audio = next(k for k, v in prompt.items() if v["class_type"] == "FoleyLoadAudio")
+    sampler = node_of(prompt, "FoleyFlowSampler")
+    audio = node_of(prompt, "FoleyLoadAudio")
     if adapter_file is not None:
-        prompt[ADAPTER_NODE] = {"class_type": "FoleyLoadLayoutAdapter",
-                                "inputs": {"layout_adapter": adapter_file, "strength": 1.0}}
-        prompt[sampler]["inputs"]["layout_adapter"] = [ADAPTER_NODE, 0]
+        plug(prompt, sampler, "layout_adapter", ADAPTER_NODE, "FoleyLoadLayoutAdapter",
+             {"layout_adapter": adapter_file, "strength": 1.0})
     if layout:
-        prompt[LAYOUT_NODE] = {"class_type": "FoleyLayoutPredict",
-                               "inputs": {"audio": [audio, 0], "bands": bands, "frame_rate": 10.2}}
-        prompt[sampler]["inputs"]["layout"] = [LAYOUT_NODE, 0]
+        plug(prompt, sampler, "layout", LAYOUT_NODE, "FoleyLayoutPredict",
+             {"audio": [audio, 0], "bands": bands, "frame_rate": 10.2})
     return prompt
-
-
-def soundtrack(host, prompt) -> np.ndarray:
-    result = host.run(prompt, timeout=600)
-    assert result.status == "success", result.error_message + host.log_tail(3000)
-    mux = next(k for k, v in prompt.items() if v["class_type"] == "FoleyMux")
-    (entry,) = result.outputs[mux]["foley_video"]
-    samples, _, _ = decoded_audio(host.output_dir / entry["subfolder"] / entry["filename"])
-    return samples
 
 
 def test_layout_adapter_node_is_registered(layout_host):
@@ -103,7 +93,7 @@ def test_embedded_adapter_runs_with_the_embedded_set_and_its_controlnet(layout_h
     files = layout_host.object_info()["FoleyLoadLayoutAdapter"]["input"]["required"]["layout_adapter"][0]
     assert embedded in files
     prompt = json.loads((WORKFLOWS / "api" / "embedded_synced_foley.json").read_text())
-    sampler = next(k for k, v in prompt.items() if v["class_type"] == "FoleyFlowSampler")
+    sampler = node_of(prompt, "FoleyFlowSampler")
     prompt["95"] = {"class_type": "FoleyLoadAudio",
                     "inputs": {"audio": "foley_demo_reference.wav", "start_time": 0.0, "duration": 0.0}}
     prompt[LAYOUT_NODE] = {"class_type": "FoleyLayoutPredict", "inputs": {"audio": ["95", 0], "bands": 5,

@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 from foley_core.media.synthetic import make_tone, write_flash_video
 from foley_core.models.prompt_channel import PromptChannel, PromptChannelConfig, save_channel
 from harness.model_files import NET_CONFIG, use_small_models, write_small_model_set
-from media_files import FLASH_FPS, FLASH_FRAMES, N_FLASH_FRAMES, decoded_audio, write_float_wav
+from media_files import FLASH_FPS, FLASH_FRAMES, N_FLASH_FRAMES, write_float_wav
+from prompt_edits import node_of, plug, soundtrack, with_models_not_installed
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 CHANNEL_NODE = "91"
@@ -44,21 +45,11 @@ def channel_host(comfy_host):
 
 def reference_prompt(channel_file: str | None, mode: str = "channel+replacement") -> dict:
     prompt = use_small_models(json.loads((WORKFLOWS / "api" / "reference_foley.json").read_text()))
-    sampler = next(k for k, v in prompt.items() if v["class_type"] == "FoleyFlowSampler")
+    sampler = node_of(prompt, "FoleyFlowSampler")
     if channel_file is not None:
-        prompt[CHANNEL_NODE] = {"class_type": "FoleyLoadPromptChannel",
-                                "inputs": {"prompt_channel": channel_file, "mode": mode}}
-        prompt[sampler]["inputs"]["prompt_channel"] = [CHANNEL_NODE, 0]
+        plug(prompt, sampler, "prompt_channel", CHANNEL_NODE, "FoleyLoadPromptChannel",
+             {"prompt_channel": channel_file, "mode": mode})
     return prompt
-
-
-def soundtrack(host, prompt) -> np.ndarray:
-    result = host.run(prompt, timeout=600)
-    assert result.status == "success", result.error_message + host.log_tail(3000)
-    mux = next(k for k, v in prompt.items() if v["class_type"] == "FoleyMux")
-    (entry,) = result.outputs[mux]["foley_video"]
-    samples, _, _ = decoded_audio(host.output_dir / entry["subfolder"] / entry["filename"])
-    return samples
 
 
 def test_prompt_channel_node_is_registered(channel_host):
@@ -95,17 +86,12 @@ def test_embedded_channel_runs_with_the_embedded_network(channel_host):
     info = channel_host.object_info()
     (embedded_channel,) = [n for n in info["FoleyLoadPromptChannel"]["input"]["required"]["prompt_channel"][0]
                            if n.startswith("(embedded) ")]
-    prompt = json.loads((WORKFLOWS / "api" / "reference_foley.json").read_text())  # official names
-    for node in prompt.values():
-        for name, value in node["inputs"].items():
-            if isinstance(value, str) and value.endswith((".pth", ".safetensors", ".pt")):
-                node["inputs"][name] = f"not_installed_{value.replace('/', '_')}"
-    encode = next(k for k, v in prompt.items() if v["class_type"] == "FoleyStyleEncode")
+    prompt = with_models_not_installed(json.loads((WORKFLOWS / "api" / "reference_foley.json").read_text()))
+    encode = node_of(prompt, "FoleyStyleEncode")
     prompt[encode]["inputs"]["prompt_seconds"] = 1.5  # the embedded network's window is 4 s
-    sampler = next(k for k, v in prompt.items() if v["class_type"] == "FoleyFlowSampler")
+    sampler = node_of(prompt, "FoleyFlowSampler")
     plain = soundtrack(channel_host, prompt)
-    prompt[CHANNEL_NODE] = {"class_type": "FoleyLoadPromptChannel", "inputs": {"prompt_channel": embedded_channel}}
-    prompt[sampler]["inputs"]["prompt_channel"] = [CHANNEL_NODE, 0]
+    plug(prompt, sampler, "prompt_channel", CHANNEL_NODE, "FoleyLoadPromptChannel", {"prompt_channel": embedded_channel})
     steered = soundtrack(channel_host, prompt)
     assert steered.std() > 1e-4 and steered.shape == plain.shape
     assert not np.array_equal(plain, steered)

@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 from foley_core.media.synthetic import make_tone, write_flash_video
 from foley_core.models.style_adapter import StyleAdapter, StyleAdapterConfig, save_adapter
 from harness.model_files import NET_CONFIG, use_small_models, write_small_model_set
-from media_files import FLASH_FPS, FLASH_FRAMES, N_FLASH_FRAMES, decoded_audio, write_float_wav
+from media_files import FLASH_FPS, FLASH_FRAMES, N_FLASH_FRAMES, write_float_wav
+from prompt_edits import node_of, plug, soundtrack, with_models_not_installed
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 ADAPTER_NODE = "90"
@@ -43,20 +44,10 @@ def adapter_host(comfy_host):
 
 def reference_prompt(adapter_file: str | None) -> dict:
     prompt = use_small_models(json.loads((WORKFLOWS / "api" / "reference_foley.json").read_text()))
-    sampler = next(k for k, v in prompt.items() if v["class_type"] == "FoleyFlowSampler")
+    sampler = node_of(prompt, "FoleyFlowSampler")
     if adapter_file is not None:
-        prompt[ADAPTER_NODE] = {"class_type": "FoleyLoadAdapter", "inputs": {"adapter": adapter_file}}
-        prompt[sampler]["inputs"]["adapter"] = [ADAPTER_NODE, 0]
+        plug(prompt, sampler, "adapter", ADAPTER_NODE, "FoleyLoadAdapter", {"adapter": adapter_file})
     return prompt
-
-
-def soundtrack(host, prompt) -> np.ndarray:
-    result = host.run(prompt, timeout=600)
-    assert result.status == "success", result.error_message + host.log_tail(3000)
-    mux = next(k for k, v in prompt.items() if v["class_type"] == "FoleyMux")
-    (entry,) = result.outputs[mux]["foley_video"]
-    samples, _, _ = decoded_audio(host.output_dir / entry["subfolder"] / entry["filename"])
-    return samples
 
 
 def test_adapter_node_is_registered(adapter_host):
@@ -92,15 +83,10 @@ def test_embedded_adapter_runs_with_the_embedded_network(adapter_host):
     info = adapter_host.object_info()
     (embedded_adapter,) = [n for n in info["FoleyLoadAdapter"]["input"]["required"]["adapter"][0]
                            if n.startswith("(embedded) ")]
-    prompt = json.loads((WORKFLOWS / "api" / "reference_foley.json").read_text())  # official names
-    for node in prompt.values():
-        for name, value in node["inputs"].items():
-            if isinstance(value, str) and value.endswith((".pth", ".safetensors", ".pt")):
-                node["inputs"][name] = f"not_installed_{value.replace('/', '_')}"
-    sampler = next(k for k, v in prompt.items() if v["class_type"] == "FoleyFlowSampler")
-    encode = next(k for k, v in prompt.items() if v["class_type"] == "FoleyStyleEncode")
+    prompt = with_models_not_installed(json.loads((WORKFLOWS / "api" / "reference_foley.json").read_text()))
+    sampler = node_of(prompt, "FoleyFlowSampler")
+    encode = node_of(prompt, "FoleyStyleEncode")
     prompt[encode]["inputs"]["prompt_seconds"] = 1.0  # the embedded network's window is 4 s
-    prompt[ADAPTER_NODE] = {"class_type": "FoleyLoadAdapter", "inputs": {"adapter": embedded_adapter}}
-    prompt[sampler]["inputs"]["adapter"] = [ADAPTER_NODE, 0]
+    plug(prompt, sampler, "adapter", ADAPTER_NODE, "FoleyLoadAdapter", {"adapter": embedded_adapter})
     samples = soundtrack(adapter_host, prompt)
     assert samples.std() > 1e-4

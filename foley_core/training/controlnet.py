@@ -25,17 +25,15 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 
 from ..controls.controlnet import (SUBFRAMES, ControlNetConfig, EnvelopeControlNet, envelope_tokens,
                                    save_controlnet)
 from ..controls.envelope import ENVELOPE_HOP, ENVELOPE_SAMPLE_RATE, rms_envelope
-from ..errors import FoleyError
-from ..models.mmaudio.sequence import audio_mode_settings, sequence_lengths
+from ..models.mmaudio.sequence import audio_mode_settings
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .clip_targets import read_clip_targets, write_clip_targets
 from .config import OptimRunConfig
 from .driver import TrainingTask, prepare_run, run_training
 from .flow_loss import FLOW_INPUTS, FlowMatchingObjective, flow_target
@@ -46,44 +44,15 @@ ENVELOPES_NAME = "envelopes.safetensors"
 
 
 # ------------------------------------------------------------------------------- envelopes
-def clip_audio(source: str | Path, duration_s: float, mode: str) -> torch.Tensor:
-    """The clip's mono audio at the mode's rate, exactly as `extract` fed it to the VAE."""
-    from ..media.audio import decode_audio_stream, fit_to_length, resample, to_mono
-
-    seq = sequence_lengths(duration_s, mode)
-    decoded = decode_audio_stream(Path(source), 0.0, duration_s)
-    if decoded is None:
-        raise FoleyError(f"{source}: no audio stream to take the envelope from")
-    waveform, rate = decoded
-    return fit_to_length(resample(to_mono(waveform), rate, seq.sample_rate)[0], seq.samples)
-
-
 def extract_envelopes(feature_dir: str | Path, report: Callable[[str], None] = print) -> dict[str, Any]:
     """Write FEATURES/envelopes.safetensors (see the module doc); returns its metadata."""
-    feature_dir = Path(feature_dir)
-    dataset = ShardDataset(feature_dir)
-    seq = sequence_lengths(dataset.duration_s, dataset.mode)
-    rows = []
-    for number, clip in enumerate(dataset.clips):
-        audio = clip_audio(clip["source"], dataset.duration_s, dataset.mode)
-        rows.append(torch.from_numpy(rms_envelope(audio.numpy(), seq.sample_rate).values))
-        if (number + 1) % 100 == 0:
-            report(f"envelopes: {number + 1}/{len(dataset)} clips")
-    meta = {"frame_rate": ENVELOPE_SAMPLE_RATE / ENVELOPE_HOP, "duration_s": dataset.duration_s,
-            "clips": [c["name"] for c in dataset.clips]}
-    tmp = feature_dir / (ENVELOPES_NAME + ".tmp")
-    save_file({"envelope": torch.stack(rows).contiguous()}, str(tmp), metadata={"envelopes": json.dumps(meta)})
-    tmp.replace(feature_dir / ENVELOPES_NAME)
-    report(f"wrote {ENVELOPES_NAME}: {len(rows)} envelopes of {rows[0].numel()} frames")
-    return meta
+    return write_clip_targets(feature_dir, ENVELOPES_NAME, "envelope",
+                              lambda audio, rate: rms_envelope(audio, rate).values,
+                              {"frame_rate": ENVELOPE_SAMPLE_RATE / ENVELOPE_HOP}, report)
 
 
 def load_envelopes(feature_dir: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
-    path = Path(feature_dir) / ENVELOPES_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `python -m foley_core.training envelopes` first")
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        return handle.get_tensor("envelope"), json.loads(handle.metadata()["envelopes"])
+    return read_clip_targets(feature_dir, ENVELOPES_NAME, "envelope", "envelopes")
 
 
 def control_features(envelopes: torch.Tensor, frame_rate: float, n_tokens: int, latent_rate: float,

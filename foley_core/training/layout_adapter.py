@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 
@@ -37,10 +35,9 @@ from ..controls.layout import LAYOUT_BANDS, LAYOUT_FRAME_RATE, Layout, audio_lay
 from ..controls.layout_adapter import (HIDDEN, LayoutAdapter, LayoutAdapterConfig, latent_rate_of, layout_tokens,
                                        save_layout_adapter)
 from ..errors import FoleyError
-from ..models.mmaudio.sequence import sequence_lengths
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .config import OptimRunConfig
-from .controlnet import clip_audio
+from .clip_targets import read_clip_targets, write_clip_targets
 from .driver import TrainingTask, prepare_run, run_training
 from .flow_loss import FLOW_INPUTS, FlowMatchingObjective, flow_target
 from .frozen_backbone import draw_control_step, load_frozen_backbone
@@ -56,31 +53,13 @@ COMMANDS = ("layouts", "train-layout-adapter", "export-layout-adapter")
 def extract_layouts(feature_dir: str | Path, *, bands: int = LAYOUT_BANDS, frame_rate: float = LAYOUT_FRAME_RATE,
                     report: Callable[[str], None] = print) -> dict[str, Any]:
     """Write FEATURES/layouts.safetensors (see the module doc); returns its metadata."""
-    feature_dir = Path(feature_dir)
-    dataset = ShardDataset(feature_dir)
-    seq = sequence_lengths(dataset.duration_s, dataset.mode)
-    rows = []
-    for number, clip in enumerate(dataset.clips):
-        audio = clip_audio(clip["source"], dataset.duration_s, dataset.mode)
-        rows.append(torch.from_numpy(audio_layout(audio.numpy(), seq.sample_rate, bands=bands,
-                                                  frame_rate=frame_rate).values))
-        if (number + 1) % 100 == 0:
-            report(f"layouts: {number + 1}/{len(dataset)} clips")
-    meta = {"frame_rate": float(frame_rate), "bands": int(bands), "duration_s": dataset.duration_s,
-            "clips": [c["name"] for c in dataset.clips]}
-    tmp = feature_dir / (LAYOUTS_NAME + ".tmp")
-    save_file({"layout": torch.stack(rows).contiguous()}, str(tmp), metadata={"layouts": json.dumps(meta)})
-    tmp.replace(feature_dir / LAYOUTS_NAME)
-    report(f"wrote {LAYOUTS_NAME}: {len(rows)} layouts of {tuple(rows[0].shape)} (frames, bands)")
-    return meta
+    return write_clip_targets(feature_dir, LAYOUTS_NAME, "layout",
+                              lambda audio, rate: audio_layout(audio, rate, bands=bands, frame_rate=frame_rate).values,
+                              {"frame_rate": float(frame_rate), "bands": int(bands)}, report)
 
 
 def load_layouts(feature_dir: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
-    path = Path(feature_dir) / LAYOUTS_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run `python -m foley_core.training layouts` first")
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        return handle.get_tensor("layout"), json.loads(handle.metadata()["layouts"])
+    return read_clip_targets(feature_dir, LAYOUTS_NAME, "layout", "layouts")
 
 
 def layout_features(layouts: torch.Tensor, frame_rate: float, n_tokens: int, latent_rate: float) -> torch.Tensor:

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from .cli_args import add_export_command, add_run_command, report_stop
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m foley_core.training",
@@ -58,35 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     ref.add_argument("--mert", help="MERT-v1-95M weights for --tempo")
     ref.add_argument("--seed", type=int, default=0)
 
-    ta = sub.add_parser("train-adapter", help="train a style adapter on a frozen backbone")
-    ta.add_argument("--features", required=True, help="feature folder with references.safetensors")
-    ta.add_argument("--config", help="AdapterTrainConfig JSON; not needed with --resume")
-    ta.add_argument("--out", required=True, help="run folder")
-    ta.add_argument("--resume", action="store_true")
-    ta.add_argument("--stop-at", type=int)
-    ta.add_argument("--device", default="auto")
-
-    ea = sub.add_parser("export-adapter", help="write the adapter for ComfyUI/models/foley_adapters/")
-    ea.add_argument("--run", required=True)
-    ea.add_argument("--out", required=True, help="output .safetensors file")
-    ea.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
+    add_run_command(sub, "train-adapter", "train a style adapter on a frozen backbone",
+                    "feature folder with references.safetensors", "AdapterTrainConfig")
+    add_export_command(sub, "export-adapter", "foley_adapters")
 
     # Envelope ControlNet (training/controlnet.py).
     en = sub.add_parser("envelopes", help="RMS envelope of every clip's audio (ControlNet training)")
     en.add_argument("--features", required=True, help="feature folder from `extract` (written into)")
 
-    tc = sub.add_parser("train-controlnet", help="train an envelope ControlNet on a frozen backbone")
-    tc.add_argument("--features", required=True, help="feature folder with envelopes.safetensors")
-    tc.add_argument("--config", help="ControlNetTrainConfig JSON; not needed with --resume")
-    tc.add_argument("--out", required=True, help="run folder")
-    tc.add_argument("--resume", action="store_true")
-    tc.add_argument("--stop-at", type=int)
-    tc.add_argument("--device", default="auto")
-
-    ec = sub.add_parser("export-controlnet", help="write the ControlNet for ComfyUI/models/foley_controlnet/")
-    ec.add_argument("--run", required=True)
-    ec.add_argument("--out", required=True, help="output .safetensors file")
-    ec.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
+    add_run_command(sub, "train-controlnet", "train an envelope ControlNet on a frozen backbone",
+                    "feature folder with envelopes.safetensors", "ControlNetTrainConfig")
+    ec = add_export_command(sub, "export-controlnet", "foley_controlnet")
     ec.add_argument("--fp16", action="store_true", help="store fp16 (half the size)")
     pc = sub.add_parser("train-prompt-channel",
                         help="train AudioIM's prompt channel (3:5 masking) on a frozen backbone")
@@ -132,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig.load(args.config) if args.config else None
         summary = train(args.features, config, args.out, resume=args.resume, stop_at=args.stop_at,
                         device=args.device)
-        if int(summary["world_size"]) == 1 or _is_rank0():
-            print(f"stopped at step {summary['step']}; run folder {args.out}")
+        report_stop(summary, args.out)
     elif args.command == "references":
         from ..models import builders
         from .adapter import extract_references
@@ -155,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         config = AdapterTrainConfig.load(args.config) if args.config else None
         summary = train_adapter(args.features, config, args.out, resume=args.resume, stop_at=args.stop_at,
                                 device=args.device)
-        if int(summary["world_size"]) == 1 or _is_rank0():
-            print(f"stopped at step {summary['step']}; run folder {args.out}")
+        report_stop(summary, args.out)
     elif args.command == "train-prompt-channel":
         from .prompt_channel import PromptChannelTrainConfig, train_prompt_channel
 
@@ -174,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         config = ControlNetTrainConfig.load(args.config) if args.config else None
         summary = train_controlnet(args.features, config, args.out, resume=args.resume, stop_at=args.stop_at,
                                    device=args.device)
-        if int(summary["world_size"]) == 1 or _is_rank0():
-            print(f"stopped at step {summary['step']}; run folder {args.out}")
+        report_stop(summary, args.out)
     elif args.command == "export-controlnet":
         from .controlnet import export_controlnet
 
@@ -190,12 +171,6 @@ def main(argv: list[str] | None = None) -> int:
         path = export_network(args.run, args.out, use_ema=args.ema, fp16=args.fp16)
         print(f"wrote {path}")
     return 0
-
-
-def _is_rank0() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -37,6 +36,7 @@ from ..controls.layout_adapter import (HIDDEN, LayoutAdapter, LayoutAdapterConfi
 from ..errors import FoleyError
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
 from .config import OptimRunConfig
+from .cli_args import add_export_command, add_run_command, report_stop
 from .clip_targets import read_clip_targets, write_clip_targets
 from .driver import TrainingTask, prepare_run, run_training
 from .flow_loss import FLOW_INPUTS, FlowMatchingObjective, flow_target
@@ -179,17 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     la.add_argument("--features", required=True, help="feature folder from `extract` (written into)")
     la.add_argument("--bands", type=int, default=LAYOUT_BANDS)
     la.add_argument("--frame-rate", type=float, default=LAYOUT_FRAME_RATE)
-    tl = sub.add_parser("train-layout-adapter", help="train a layout adapter on a frozen backbone")
-    tl.add_argument("--features", required=True, help="feature folder with layouts.safetensors")
-    tl.add_argument("--config", help="LayoutAdapterTrainConfig JSON; not needed with --resume")
-    tl.add_argument("--out", required=True, help="run folder")
-    tl.add_argument("--resume", action="store_true")
-    tl.add_argument("--stop-at", type=int)
-    tl.add_argument("--device", default="auto")
-    el = sub.add_parser("export-layout-adapter", help="write the adapter for ComfyUI/models/foley_layout_adapters/")
-    el.add_argument("--run", required=True)
-    el.add_argument("--out", required=True, help="output .safetensors file")
-    el.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
+    add_run_command(sub, "train-layout-adapter", "train a layout adapter on a frozen backbone",
+                    "feature folder with layouts.safetensors", "LayoutAdapterTrainConfig")
+    add_export_command(sub, "export-layout-adapter", "foley_layout_adapters")
     return parser
 
 
@@ -202,8 +194,7 @@ def main(argv: list[str]) -> int:
                   if args.config else None)
         summary = train_layout_adapter(args.features, config, args.out, resume=args.resume,
                                        stop_at=args.stop_at, device=args.device)
-        if int(summary["world_size"]) == 1 or os.environ.get("RANK", "0") == "0":
-            print(f"stopped at step {summary['step']}; run folder {args.out}")
+        report_stop(summary, args.out)
     else:
         print(f"wrote {export_layout_adapter(args.run, args.out, use_ema=not args.raw)}")
     return 0

@@ -18,6 +18,7 @@ from foley_core.training import FlowMatchingObjective, ShardWriter, draw_step_no
 from foley_core.training.layout_adapter import (LAYOUTS_NAME, LayoutAdapterObjective, LayoutAdapterTrainConfig,
                                                 export_layout_adapter, extract_layouts, load_layouts,
                                                 train_layout_adapter)
+from foley_core.training.__main__ import main as training_cli
 from foley_core.training.layout_adapter import main as cli
 from test_layout_adapter import DIMS, DURATION, MODE, RATE, SEQ, adapter_for, tiny_network
 
@@ -100,10 +101,16 @@ def test_training_lowers_the_loss_resumes_exactly_and_exports(tmp_path):
     straight = train_layout_adapter(tmp_path / "features", config, tmp_path / "run", device="cpu")
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert straight["step"] == 30 and log[-1]["loss"] < 0.9 * log[0]["loss"], log
-    train_layout_adapter(tmp_path / "features", config, tmp_path / "split", device="cpu", stop_at=10)
-    resumed = train_layout_adapter(tmp_path / "features", None, tmp_path / "split", device="cpu", resume=True)
-    assert resumed["rank_digests"] == straight["rank_digests"], "a resumed run must end bit-identical"
-    out = export_layout_adapter(tmp_path / "run", tmp_path / "layout.safetensors")
+    # The split run goes through the command line (`python -m foley_core.training ...`) as documented.
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    common = ["--features", str(tmp_path / "features"), "--out", str(tmp_path / "split"), "--device", "cpu"]
+    assert training_cli(["train-layout-adapter", *common, "--config", str(tmp_path / "config.json"), "--stop-at", "10"]) == 0
+    assert training_cli(["train-layout-adapter", *common, "--resume"]) == 0
+    resumed = json.loads((tmp_path / "split" / "final.json").read_text())
+    assert resumed["step"] == 30 and resumed["rank_digests"] == straight["rank_digests"], \
+        "a resumed run must end bit-identical"
+    out = tmp_path / "layout.safetensors"
+    assert training_cli(["export-layout-adapter", "--run", str(tmp_path / "run"), "--out", str(out)]) == 0
     adapter, meta = load_layout_adapter(out)
     assert meta["config"]["backbone"]["file"] == "backbone.safetensors" and meta["config"]["bands"] == 5
     assert meta["training"]["step"] == 30 and meta["training"]["layout_dropout"] == 0.1

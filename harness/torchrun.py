@@ -1,10 +1,12 @@
-"""Run a 2-process CPU torchrun for the tests, robust to the rare rendezvous hang.
+"""Run a 2-process CPU torchrun for the tests, robust to a rank that never exits.
 
-About one run in several hundred of torchrun + gloo on this shared box hangs before training ends
-(seen in three trainers' tests; not yet diagnosed — a hang, not a wrong result). A toy run takes
-seconds, so a try that has not finished in `try_timeout_s` is killed and run once more on a fresh
-port, from the run folder as it was before the try. Two hangs in a row fail with what the ranks
-printed; a non-zero exit is never retried.
+The rare hang these runs used to show was diagnosed with py-spy on a hung rank: the DDP wrapper
+outlived `destroy_process_group`, so its Reducer's destructor ended the gloo group while holding
+the GIL, joining a gloo worker that was itself waiting for the GIL (training/driver.py,
+`end_process_group`, now drops the wrapper first). The re-run stays as a safety net: a try that
+has not finished in `try_timeout_s` is killed and run once more on a fresh port, from the run
+folder as it was before the try. Two hangs in a row fail with what the ranks printed; a non-zero
+exit is never retried.
 """
 
 from __future__ import annotations

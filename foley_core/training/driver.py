@@ -42,6 +42,7 @@ replicas in step).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
@@ -104,6 +105,20 @@ def setup_context(device: str = "auto", deterministic: bool = True) -> Context:
     rank = dist.get_rank() if distributed else 0
     world = dist.get_world_size() if distributed else 1
     return Context(rank, world, dev, distributed)
+
+
+def end_process_group() -> None:
+    """Destroy the default process group; call it only after dropping every DDP wrapper.
+
+    A DDP wrapper alive at this point would hold the last reference to the gloo group, and its
+    Reducer's destructor joins gloo's worker threads while holding the GIL. A worker still
+    releasing a finished collective's tensors needs the GIL, so both wait forever: the rare hang
+    of the 2-process runs (py-spy on a hung rank: ~ProcessGroupGloo joining under
+    ~Reducer, a worker in ~AsyncAllgatherWork waiting for the GIL). Destroyed through the
+    registry instead, the group's destructor releases the GIL first. The gc pass frees a wrapper
+    kept alive only by a reference cycle, which would otherwise be collected at a random moment."""
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def all_gather(ctx: Context, value: Any) -> list[Any]:
@@ -289,5 +304,6 @@ def run_training(task: TrainingTask, ctx: Context, run_dir: str | Path, *, state
         (run_dir / FINAL_NAME).write_text(json.dumps(summary, indent=1))
     if ctx.distributed:
         dist.barrier()
-        dist.destroy_process_group()
+        del model  # before the group goes: see end_process_group
+        end_process_group()
     return summary

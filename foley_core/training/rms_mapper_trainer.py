@@ -49,7 +49,7 @@ from ..errors import FoleyError
 from ..models.rms_mapper import RMSMapper, RMSMapperConfig, decode_logits, envelope_frames, save_mapper
 from .checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import JsonConfig
-from .driver import FINAL_NAME, LOG_NAME, all_gather, epoch_batches, prepare_run, truncate_log
+from .driver import FINAL_NAME, LOG_NAME, all_gather, end_process_group, epoch_batches, prepare_run, truncate_log
 
 FEATURES_NAME = "rms_mapper_features.safetensors"
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
@@ -346,7 +346,8 @@ def train_mapper(feature_dir: str | Path, config: Optional[MapperTrainConfig], r
         (run_dir / FINAL_NAME).write_text(json.dumps(summary, indent=1))
     if ctx.distributed:
         dist.barrier()
-        dist.destroy_process_group()
+        del model  # before the group goes: see driver.end_process_group
+        end_process_group()
     return summary
 
 

@@ -6,7 +6,7 @@ the GIL, joining a gloo worker that was itself waiting for the GIL (training/dri
 `end_process_group`, now drops the wrapper first). The re-run stays as a safety net: a try that
 has not finished in `try_timeout_s` is killed and run once more on a fresh port, from the run
 folder as it was before the try. Two hangs in a row fail with what the ranks printed; a non-zero
-exit is never retried.
+exit is never retried. `benchmarks/stress_torchrun_exit.py` loops a run to count hangs.
 """
 
 from __future__ import annotations

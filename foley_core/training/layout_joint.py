@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -60,6 +59,7 @@ from ..models.latent_input import check_backbone_dims
 from ..models.layout_predictor import (LayoutPredictor, LayoutPredictorConfig, frame_times, load_predictor,
                                        query_times, save_predictor, signature_mismatch)
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .cli_args import report_stop
 from .config import OptimRunConfig
 from .driver import TrainingTask, prepare_run, run_training, weights_digest
 from .flow_loss import FLOW_INPUTS, draw_step_noise, step_generator
@@ -427,8 +427,7 @@ def run_command(args) -> int:
         config = LayoutJointConfig(**given) if (given or not args.resume) else None
         summary = train_joint(args.features, args.predictor_features, config, args.out, resume=args.resume,
                               stop_at=args.stop_at, device=args.device)
-        if os.environ.get("RANK", "0") == "0":
-            print(f"stopped at step {summary['step']}; run folder {args.out}")
+        report_stop(summary, args.out)
     elif args.command == "joint-export":
         paths = export_joint(args.run, args.predictor_out, args.adapter_out, use_ema=not args.raw)
         print("wrote " + " and ".join(str(p) for p in paths))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, fields
@@ -44,6 +43,7 @@ from ..models.layout_predictor import (FEATURE_VERSION, FRAME_RATE, LayoutPredic
                                        clip_layer_features, clip_signature, frame_times, query_times,
                                        save_predictor, tiva_layers)
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .cli_args import report_stop
 from .config import OptimRunConfig
 from .driver import TrainingTask, prepare_run, run_training
 from .rms_mapper_trainer import VIDEO_SUFFIXES, _clip_audio
@@ -299,8 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         config = LayoutTrainConfig(**given) if (given or not args.resume) else None
         summary = train_predictor(args.features, config, args.out, resume=args.resume, stop_at=args.stop_at,
                                   device=args.device)
-        if os.environ.get("RANK", "0") == "0":
-            print(f"stopped at step {summary['step']}; run folder {args.out}")
+        report_stop(summary, args.out)
     elif args.command == "export":
         print(f"wrote {export_predictor(args.run, args.out, use_ema=not args.raw)}")
     else:

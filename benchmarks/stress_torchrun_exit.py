@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "unit")]
 
-from harness.torchrun import free_port  # noqa: E402
+from harness.torchrun import torchrun_command, torchrun_env  # noqa: E402
 from test_training import run_config, write_toy_features  # noqa: E402  (the toy data the tests train on)
 
 
@@ -70,16 +70,14 @@ def main() -> int:
     features = write_toy_features(args.out / "features")
     config = args.out / "run.json"
     run_config().save(config)
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    env = torchrun_env()
 
     hangs, failures, seconds = [], [], []
     for index in range(args.runs):
         run = args.out / "run"
         shutil.rmtree(run, ignore_errors=True)
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                   "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-                   "-m", "foley_core.training", "train", "--features", str(features), "--out", str(run),
-                   "--device", "cpu", "--config", str(config)]
+        command = torchrun_command(["foley_core.training", "train", "--features", str(features), "--out", str(run),
+                                    "--device", "cpu", "--config", str(config)])
         started = time.monotonic()
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    start_new_session=True)

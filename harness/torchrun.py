@@ -29,11 +29,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_torchrun(module_args: list[str], run_dir: Path, *, nproc: int = 2, try_timeout_s: int = 300,
-                 tries: int = 2) -> subprocess.CompletedProcess:
+def torchrun_env() -> dict:
+    """The environment of a local CPU torchrun of this repository's modules."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     if Path("/sys/class/net/lo").exists():
         env["GLOO_SOCKET_IFNAME"] = "lo"  # loopback only: never an interface picked from the host name
+    return env
+
+
+def torchrun_command(module_args: list[str], nproc: int = 2) -> list[str]:
+    """`python -m torch.distributed.run … -m MODULE ARGS` on a fresh local port."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", *module_args]
+
+
+def run_torchrun(module_args: list[str], run_dir: Path, *, nproc: int = 2, try_timeout_s: int = 300,
+                 tries: int = 2) -> subprocess.CompletedProcess:
+    env = torchrun_env()
     run_dir = Path(run_dir)
     snapshot: Optional[Path] = None
     if run_dir.exists():  # a resume: every try starts from the folder as it is now
@@ -54,10 +66,9 @@ def _run_tries(module_args, run_dir: Path, snapshot: Optional[Path], env: dict, 
             shutil.rmtree(run_dir, ignore_errors=True)
             if snapshot is not None:
                 shutil.copytree(snapshot, run_dir)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", *module_args]
         try:
-            result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=try_timeout_s)
+            result = subprocess.run(torchrun_command(module_args, nproc), cwd=REPO, env=env, capture_output=True,
+                                    text=True, timeout=try_timeout_s)
         except subprocess.TimeoutExpired as e:
             hung.append(f"try {attempt + 1}: no exit in {e.timeout} s\n{(e.stdout or b'')[-2000:]!r}\n"
                         f"{(e.stderr or b'')[-2000:]!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from media_files import decoded_audio
+from test_workflows import mp4_entry
 
 MODEL_FILE_ENDINGS = (".pth", ".safetensors", ".pt")
 
@@ -36,6 +37,5 @@ def soundtrack(host, prompt: dict, timeout: int = 600) -> np.ndarray:
     """Run the prompt and decode the audio of the video its Foley Mux wrote ([channels, samples])."""
     result = host.run(prompt, timeout=timeout)
     assert result.status == "success", result.error_message + host.log_tail(3000)
-    (entry,) = result.outputs[node_of(prompt, "FoleyMux")]["foley_video"]
-    samples, _, _ = decoded_audio(host.output_dir / entry["subfolder"] / entry["filename"])
+    samples, _, _ = decoded_audio(mp4_entry(host, result, node_of(prompt, "FoleyMux")))
     return samples
